@@ -7,6 +7,7 @@ it is the same whatever attention backend (sdpa, eager, ...) the model was loade
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from contextlib import contextmanager
 from typing import Iterable, Sequence
@@ -101,17 +102,28 @@ def _token_metadata(lm: LoadedModel, enc):
     return tokens, np.array(ids, dtype=np.int64), segments, words, special
 
 
+@functools.lru_cache(maxsize=None)
+def _forward_input_names(cls) -> frozenset[str]:
+    return frozenset(inspect.signature(cls.forward).parameters)
+
+
+def _forward_inputs(module) -> frozenset[str]:
+    """Names the module's forward accepts (DistilBERT takes no token_type_ids)."""
+    return _forward_input_names(type(module))
+
+
 def _run_batch(lm: LoadedModel, batch):
     """Forward one padded batch; returns attention, q and k as float32 numpy arrays.
 
     Shapes: attention [B, L, H, T, T], queries / keys [B, L, H, T, D].
     """
-    inputs = {k: v.to(lm.device) for k, v in batch.items()}
+    accepted = _forward_inputs(lm.model.base_model)
+    inputs = {k: v.to(lm.device) for k, v in batch.items() if k in accepted}
     with torch.inference_mode(), record_qk(lm) as (queries, keys):
         lm.model.base_model(**inputs)
     if len(queries) != lm.num_layers or len(keys) != lm.num_layers:
         raise AttnlensError(f"expected {lm.num_layers} attention layers, hooks saw {len(queries)}")
-    mask = inputs["attention_mask"]  # [B, T]
+    mask = batch["attention_mask"].to(lm.device)  # [B, T]
     q = torch.stack([_split_heads(x, lm.num_heads) for x in queries], dim=1)  # [B, L, H, T, D]
     k = torch.stack([_split_heads(x, lm.num_heads) for x in keys], dim=1)  # [B, L, H, T, D]
     b, n_layers, n_heads, t, d = q.shape

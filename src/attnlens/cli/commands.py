@@ -1,0 +1,3 @@
+"""Imports every command module so each registers its commands on the shared app."""
+
+from . import capture  # noqa: F401
