@@ -181,7 +181,10 @@ def _load(source: str, device: str, dtype, model_class):
     import transformers  # noqa: PLC0415
     from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: PLC0415
 
+    import huggingface_hub  # noqa: PLC0415
+
     transformers.logging.set_verbosity_error()
+    huggingface_hub.utils.logging.set_verbosity_error()  # its retry notices are not the user's concern
     transformers.logging.disable_progress_bar()
     try:
         with warnings.catch_warnings():

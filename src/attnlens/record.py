@@ -51,8 +51,8 @@ def attention_from_qk(q, k, key_mask):
     q, k: [batch, heads, tokens, d_head]; key_mask: [batch, tokens] (1 = real token).
     Returns [batch, heads, tokens, tokens].
     """
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])  # [B, H, T, T]
-    scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(1.0 / math.sqrt(q.shape[-1]))  # [B, H, T, T]
+    scores.masked_fill_(~key_mask.bool()[:, None, None, :], float("-inf"))
     return torch.softmax(scores, dim=-1)
 
 
@@ -113,23 +113,24 @@ def _forward_inputs(module) -> frozenset[str]:
 
 
 def _run_batch(lm: LoadedModel, batch):
-    """Forward one padded batch; returns attention, q and k as float32 numpy arrays.
+    """Forward one right-padded batch; returns attention, q and k as float32 numpy arrays.
 
-    Shapes: attention [B, L, H, T, T], queries / keys [B, L, H, T, D].
+    Shapes: attention [B, L, H, T, T], queries / keys [B, L, H, T, D], mask [B, T].
     """
     accepted = _forward_inputs(lm.model.base_model)
     inputs = {k: v.to(lm.device) for k, v in batch.items() if k in accepted}
     with torch.inference_mode(), record_qk(lm) as (queries, keys):
         lm.model.base_model(**inputs)
-    if len(queries) != lm.num_layers or len(keys) != lm.num_layers:
-        raise AttnlensError(f"expected {lm.num_layers} attention layers, hooks saw {len(queries)}")
-    mask = batch["attention_mask"].to(lm.device)  # [B, T]
-    q = torch.stack([_split_heads(x, lm.num_heads) for x in queries], dim=1)  # [B, L, H, T, D]
-    k = torch.stack([_split_heads(x, lm.num_heads) for x in keys], dim=1)  # [B, L, H, T, D]
-    b, n_layers, n_heads, t, d = q.shape
-    attn = attention_from_qk(q.reshape(b, n_layers * n_heads, t, d), k.reshape(b, n_layers * n_heads, t, d), mask)
-    attn = attn.view(b, n_layers, n_heads, t, t)  # [B, L, H, T, T]
-    return (attn.cpu().numpy(), q.float().cpu().numpy(), k.float().cpu().numpy(), mask.cpu().numpy())
+        if len(queries) != lm.num_layers or len(keys) != lm.num_layers:
+            raise AttnlensError(f"expected {lm.num_layers} attention layers, hooks saw {len(queries)}")
+        mask = batch["attention_mask"].to(lm.device)  # [B, T]
+        q = torch.stack([_split_heads(x, lm.num_heads) for x in queries], dim=1).float()  # [B, L, H, T, D]
+        k = torch.stack([_split_heads(x, lm.num_heads) for x in keys], dim=1).float()  # [B, L, H, T, D]
+        b, n_layers, n_heads, t, _ = q.shape
+        attn = torch.empty((b, n_layers, n_heads, t, t), dtype=torch.float32, device=q.device)  # [B, L, H, T, T]
+        for layer in range(n_layers):  # one layer at a time keeps the temporaries small
+            attn[:, layer] = attention_from_qk(q[:, layer], k[:, layer], mask)
+    return attn.cpu().numpy(), q.cpu().numpy(), k.cpu().numpy(), mask.cpu().numpy()
 
 
 def capture_batch(model: LoadedModel | str | None, pairs: Iterable[Pair | str], *, truncate: bool = False,
@@ -152,16 +153,19 @@ def capture_batch(model: LoadedModel | str | None, pairs: Iterable[Pair | str], 
     names = [k for k in lm.tokenizer.model_input_names if k in encodings[0]]
     for start in range(0, len(order), max(1, batch_size)):
         chunk = order[start:start + batch_size]
-        batch = lm.tokenizer.pad([{k: encodings[i][k] for k in names} for i in chunk], return_tensors="pt")
+        # right padding: BERT-style absolute positions count from the first token, so left padding would shift them
+        batch = lm.tokenizer.pad([{k: encodings[i][k] for k in names} for i in chunk], return_tensors="pt",
+                                 padding_side="right")
         attn, q, k, mask = _run_batch(lm, batch)
+        own = np.ascontiguousarray if len(chunk) == 1 else np.array  # copy out of a shared batch buffer
         for row, i in enumerate(chunk):
-            keep = np.flatnonzero(mask[row])  # real token positions, whichever side was padded
+            n = int(mask[row].sum())  # real tokens come first (right padding)
             tokens, ids, segments, words, special = _token_metadata(lm, encodings[i])
             results[i] = Capture(
                 tokens=tokens, token_ids=ids, segment_ids=segments, word_ids=words, special_mask=special,
-                attentions=np.ascontiguousarray(attn[row][:, :, keep][:, :, :, keep]),  # [L, H, T, T]
-                queries=np.ascontiguousarray(q[row][:, :, keep]),  # [L, H, T, D]
-                keys=np.ascontiguousarray(k[row][:, :, keep]),  # [L, H, T, D]
+                attentions=own(attn[row, :, :, :n, :n]),  # [L, H, T, T]
+                queries=own(q[row, :, :, :n]),  # [L, H, T, D]
+                keys=own(k[row, :, :, :n]),  # [L, H, T, D]
                 text_a=items[i][0], text_b=items[i][1], model_name=lm.name,
             )
     return results  # type: ignore[return-value]
