@@ -173,7 +173,7 @@ def test_unsupported_architecture_names_the_supported_ones(tmp_path):
 
 def test_save_load_round_trip(tmp_path):
     cap = attnlens.capture(*PAIR, model=tiny_model("bert"))
-    path = cap.save(tmp_path / "run.npz")
+    path = cap.save(tmp_path / "new" / "folder" / "run.npz")  # folders are created
     back = Capture.load(path)
     assert back.tokens == cap.tokens and back.text_b == PAIR[1] and back.model_name == "tiny-bert"
     for name in ("token_ids", "segment_ids", "word_ids", "special_mask", "attentions", "queries", "keys"):

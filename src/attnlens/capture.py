@@ -90,6 +90,7 @@ class Capture:
             "meta": self.meta,
         }
         arrays = {name: getattr(self, name) for name in _ARRAYS}
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
             np.savez_compressed(fh, header=np.array(json.dumps(header)), **arrays)
