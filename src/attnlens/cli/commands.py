@@ -2,3 +2,4 @@
 
 from . import capture  # noqa: F401
 from . import view  # noqa: F401
+from . import serve  # noqa: F401

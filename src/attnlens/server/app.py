@@ -1,0 +1,217 @@
+"""The web app: `create_app(models, results_dir=None, limits=Limits())` builds a FastAPI app
+with its own models, queue and capture store (nothing at module level).
+
+Routes (JSON unless said; OpenAPI at /docs and /openapi.json):
+  GET  /                                the page (static/index.html)
+  GET  /api/models                      the served models
+  POST /api/capture                     capture one input -> {id, meta}
+  GET  /api/captures/{id}/meta          a kept capture's view meta
+  GET  /api/captures/{id}/{kind}/{layer}  one per-layer buffer (bytes, the views' payload format)
+  POST /api/compare                     two captures and a per-head difference map
+  POST /api/predict/fill-mask           masked-LM predictions (+ the masked input's capture)
+  GET  /api/results                     atlas reports and pretraining runs under --results
+  GET  /results/{path}                  one report file under --results
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from ..errors import AttnlensError
+from .limits import BodySizeLimit, InferenceQueue, LimitError, Limits
+from .models import serve_models
+from .results import REPORT_SUFFIXES, list_results, safe_report_file
+from .service import Service
+
+REPORT_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+              "img-src 'self' data:; connect-src 'self'")
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self' data: blob:")
+
+
+class Input(BaseModel):
+    """One input: sentence A, optional sentence B, and which served model (default: the first)."""
+
+    model: Optional[str] = Field(None, description="A served model's name (GET /api/models).")
+    text_a: str = Field(..., description="Sentence A.")
+    text_b: Optional[str] = Field(None, description="Optional sentence B.")
+
+
+class CaptureOut(BaseModel):
+    id: str = Field(..., description="Fetch view data under /api/captures/{id}/.")
+    meta: dict = Field(..., description="The views' payload meta (format attnlens.view/1).")
+
+
+class CompareIn(BaseModel):
+    left: Input
+    right: Input
+
+
+class CompareOut(BaseModel):
+    left: CaptureOut
+    right: CaptureOut
+    aligned: bool = Field(..., description="Whether both inputs have the same tokens.")
+    measure: str
+    layers: int
+    heads: int
+    map: list[list[float]] = Field(..., description="[layer][head] difference, 0 = same attention.")
+
+
+class FillMaskIn(Input):
+    position: Optional[int] = Field(None, description="Token index to mask; omit when the text has [MASK] tokens.")
+    top_k: int = Field(5, description="How many candidates per masked position.")
+
+
+class Candidate(BaseModel):
+    token: str
+    probability: float
+
+
+class Prediction(BaseModel):
+    position: int
+    candidates: list[Candidate]
+
+
+class FillMaskOut(BaseModel):
+    model: str
+    text_a: str
+    text_b: Optional[str]
+    masked_token: Optional[str] = Field(None, description="The token that was masked (when position was given).")
+    predictions: list[Prediction]
+    masked: CaptureOut = Field(..., description="Capture of the masked input, for its attention.")
+
+
+def _static_dir(package: str) -> str:
+    return str(resources.files(package).joinpath("static"))
+
+
+def create_app(models, results_dir: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
+    """A new app serving `models` ({name: LoadedModel} or a list of names/paths; [] = the default model)."""
+    limits = limits or Limits()
+    served = serve_models(models)
+    service = Service(served, limits)
+    queue = InferenceQueue(limits.workers, limits.queue, limits.request_timeout_s)
+    results_root = Path(results_dir).expanduser().resolve() if results_dir is not None else None
+    if results_root is not None and not results_root.is_dir():
+        raise AttnlensError(f"results folder {results_dir} does not exist")
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        queue.close()
+
+    app = FastAPI(title="attnlens", version="0.1.0", lifespan=lifespan,
+                  description="Capture attention of BERT-style encoders and fetch the views' data.")
+    app.state.service = service
+    app.state.queue = queue
+    app.state.limits = limits
+    app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+
+    @app.exception_handler(LimitError)
+    async def _limit(_request: Request, exc: LimitError):
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(AttnlensError)
+    async def _user(_request: Request, exc: AttnlensError):
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
+        return JSONResponse({"detail": f"invalid request: {where + ': ' if where else ''}{first.get('msg', 'bad input')}",
+                             "errors": jsonable_errors(exc)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(Path(_static_dir("attnlens.server")) / "index.html",
+                            headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    @app.get("/api/models", summary="The served models")
+    def models_list() -> list[dict]:
+        return [m.describe(limits.max_tokens) for m in served.values()]
+
+    @app.get("/api/limits", summary="This server's limits")
+    def limits_info() -> dict:
+        return {k: getattr(limits, k) for k in limits.__dataclass_fields__}
+
+    @app.post("/api/capture", summary="Capture one input", response_model=CaptureOut,
+              responses={413: {"description": "Input over a limit"}, 429: {"description": "Server busy"}})
+    async def capture(body: Input):
+        model = service.model(body.model)
+        service.check_text(body.text_a, body.text_b)
+        stored = service.cached(model, body.text_a, body.text_b) or \
+            await queue.run(service.capture, model, body.text_a, body.text_b)
+        return {"id": stored.id, "meta": stored.meta}
+
+    def _stored(capture_id: str):
+        stored = service.store.get(capture_id)
+        if stored is None:
+            raise LimitError(404, f"capture {capture_id[:40]!r} is not kept (any more); submit the input again")
+        return stored
+
+    @app.get("/api/captures/{capture_id}/meta", summary="A kept capture's view meta")
+    def capture_meta(capture_id: str) -> dict:
+        return _stored(capture_id).meta
+
+    @app.get("/api/captures/{capture_id}/{kind}/{layer}", summary="One layer's view data (bytes)",
+             response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+    def capture_buffer(capture_id: str, kind: Literal["queries", "keys", "thumbs", "attention"], layer: int):
+        stored = _stored(capture_id)
+        name = f"{kind}/{layer}"
+        if name not in stored.buffers:
+            raise LimitError(404, f"capture has no {name} (layers 0..{stored.meta['num_layers'] - 1}; "
+                                  f"attention is sent only when it is not derived from q/k)")
+        return Response(stored.buffers[name], media_type="application/octet-stream",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/api/compare", summary="Two captures and a per-head difference map", response_model=CompareOut,
+              responses={413: {"description": "Input over a limit"}, 429: {"description": "Server busy"}})
+    async def compare(body: CompareIn):
+        left, right = service.model(body.left.model), service.model(body.right.model)
+        service.check_text(body.left.text_a, body.left.text_b)
+        service.check_text(body.right.text_a, body.right.text_b)
+        return await queue.run(service.compare, (left, body.left.text_a, body.left.text_b),
+                               (right, body.right.text_a, body.right.text_b))
+
+    @app.post("/api/predict/fill-mask", summary="Masked-LM predictions", response_model=FillMaskOut,
+              responses={413: {"description": "Input over a limit"}, 422: {"description": "No masked-LM head, or bad input"},
+                         429: {"description": "Server busy"}})
+    async def fill_mask(body: FillMaskIn):
+        model = service.model(body.model)
+        service.check_text(body.text_a, body.text_b)
+        if not model.has_mlm:
+            raise LimitError(422, f"model {model.name} has no masked-LM head, so it cannot predict masked tokens; "
+                                  "serve a checkpoint with one (e.g. from `attnlens pretrain`)")
+        return await queue.run(service.fill_mask, model, body.text_a, body.text_b, body.position, body.top_k)
+
+    @app.get("/api/results", summary="Atlas reports and pretraining runs in the results folder")
+    def results() -> dict:
+        return list_results(results_root)
+
+    @app.get("/results/{path:path}", summary="One report file from the results folder",
+             responses={200: {"content": {t.split(";")[0]: {} for t in REPORT_SUFFIXES.values()}}})
+    def result_file(path: str):
+        target = safe_report_file(results_root, path)
+        if target is None:
+            raise LimitError(404, "no such report file")
+        return FileResponse(target, media_type=REPORT_SUFFIXES[target.suffix.lower()],
+                            headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"})
+
+    app.mount("/static/views", StaticFiles(directory=_static_dir("attnlens.views")), name="views-static")
+    app.mount("/static", StaticFiles(directory=_static_dir("attnlens.server")), name="server-static")
+    return app
+
+
+def jsonable_errors(exc: RequestValidationError) -> list[dict]:
+    """Validation errors without the raw input (which may be large or not JSON-able)."""
+    return [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in exc.errors()[:10]]

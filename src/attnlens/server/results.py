@@ -1,0 +1,99 @@
+"""A results folder, browsable: atlas reports and pretraining runs found under it, and its
+report files served safely (only listed kinds of files, never outside the folder).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPORT_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
+                   ".svg": "image/svg+xml", ".csv": "text/csv; charset=utf-8", ".jsonl": "application/x-ndjson"}
+ATLAS_MARKERS = ("scores.json", "report.html")
+MAX_DEPTH = 4
+MAX_ENTRIES = 500
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith((".", "_"))
+
+
+def _report_files(folder: Path, root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root).as_posix()) for p in folder.iterdir()
+                  if p.is_file() and _visible(p) and p.suffix.lower() in REPORT_SUFFIXES)
+
+
+def _checkpoints(folder: Path) -> list[str]:
+    ckpt = folder / "checkpoints"
+    if not ckpt.is_dir():
+        return []
+    return sorted(p.name for p in ckpt.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def _run_summary(folder: Path) -> dict:
+    """The last metrics line of a run, when it has metrics.jsonl (read from the end, bounded)."""
+    metrics = folder / "metrics.jsonl"
+    if not metrics.is_file():
+        return {}
+    with open(metrics, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - 16384))
+        lines = fh.read().decode("utf-8", "replace").strip().splitlines()
+    for line in reversed(lines):
+        try:
+            last = json.loads(line)
+            return last if isinstance(last, dict) else {}
+        except ValueError:
+            continue
+    return {}
+
+
+def list_results(root: Path | None) -> dict:
+    """{"atlas": [...], "runs": [...]} found under `root` (at most MAX_DEPTH folders deep)."""
+    found = {"root": None if root is None else str(root), "atlas": [], "runs": []}
+    if root is None or not root.is_dir():
+        return found
+    root = root.resolve()
+    stack = [(root, 0)]
+    seen = 0
+    while stack and seen < MAX_ENTRIES:
+        folder, depth = stack.pop()
+        seen += 1
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            continue
+        names = {c.name for c in children}
+        rel = folder.relative_to(root).as_posix()
+        rel = "" if rel == "." else rel
+        if any(m in names for m in ATLAS_MARKERS):
+            files = _report_files(folder, root)
+            found["atlas"].append({"path": rel, "files": files,
+                                   "report": f"{rel}/report.html".lstrip("/") if "report.html" in names else None})
+        checkpoints = _checkpoints(folder)
+        if checkpoints or "run.json" in names:
+            found["runs"].append({"path": rel, "checkpoints": checkpoints, "files": _report_files(folder, root),
+                                  "last_metrics": _run_summary(folder)})
+            continue  # a run's own subfolders are its checkpoints
+        if depth < MAX_DEPTH:
+            stack.extend((c, depth + 1) for c in reversed(children) if c.is_dir() and _visible(c) and not c.is_symlink())
+    return found
+
+
+def safe_report_file(root: Path | None, relative: str) -> Path | None:
+    """The file `relative` names under `root`, or None when it is outside it, hidden, not a
+    report kind of file, or missing."""
+    if root is None or not relative or "\x00" in relative or "\\" in relative:
+        return None
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") or p.startswith((".", "_")) for p in parts):
+        return None
+    base = root.resolve()
+    try:
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not target.is_relative_to(base) or not target.is_file() or target.suffix.lower() not in REPORT_SUFFIXES:
+        return None
+    return target

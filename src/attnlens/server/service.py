@@ -1,0 +1,259 @@
+"""What the server does with its models: captures (kept briefly for their per-layer view
+data), fill-mask predictions with the masked input's attention, and two-capture comparisons.
+
+Everything here is blocking model work; the app runs it on the InferenceQueue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..capture import Capture
+from ..errors import AttnlensError
+from ..record import capture as record_capture
+from ..views.payload import build_payload
+from .limits import LimitError, Limits
+from .models import ServedModel
+
+
+@dataclass
+class StoredCapture:
+    """A capture's view payload, as the page fetches it: meta + per-layer buffers."""
+
+    id: str
+    model: str
+    meta: dict
+    buffers: dict[str, bytes]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self.buffers.values())
+
+
+class CaptureStore:
+    """The most recent captures' payloads (LRU, bounded by count)."""
+
+    def __init__(self, size: int):
+        self.size = max(1, size)
+        self._items: OrderedDict[str, StoredCapture] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, capture_id: str) -> StoredCapture | None:
+        with self._lock:
+            item = self._items.get(capture_id)
+            if item is not None:
+                self._items.move_to_end(capture_id)
+            return item
+
+    def put(self, item: StoredCapture) -> None:
+        with self._lock:
+            self._items[item.id] = item
+            self._items.move_to_end(item.id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+def capture_id(model: str, text_a: str, text_b: str | None) -> str:
+    """A stable id for one input on one model (the same input gets the same id)."""
+    key = "\x00".join([model, text_a, "\x01" if text_b is None else text_b])
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+class Service:
+    """Captures, predictions and comparisons over the served models, within `limits`."""
+
+    def __init__(self, models: dict[str, ServedModel], limits: Limits):
+        self.models = models
+        self.limits = limits
+        self.store = CaptureStore(limits.cached_captures)
+
+    # ---- inputs ----
+    def model(self, name: str | None) -> ServedModel:
+        if name is None:
+            return next(iter(self.models.values()))
+        if name not in self.models:
+            raise LimitError(404, f"unknown model {name!r}; this server offers: {', '.join(self.models)}")
+        return self.models[name]
+
+    def check_text(self, text_a: str, text_b: str | None) -> None:
+        for which, text in (("A", text_a), ("B", text_b)):
+            if text is None:
+                continue
+            if len(text) > self.limits.max_chars:
+                raise LimitError(413, f"sentence {which} has {len(text)} characters; the limit is {self.limits.max_chars}")
+            if not text.strip():
+                raise LimitError(422, f"sentence {which} is empty")
+
+    def _check_tokens(self, served: ServedModel, text_a: str, text_b: str | None) -> int:
+        lm = served.lm
+        n = len(lm.tokenizer(text_a, text_b)["input_ids"])
+        limit = min(self.limits.max_tokens, lm.max_length)
+        if n > limit:
+            raise LimitError(413, f"the input is {n} tokens; this server takes at most {limit} for model {served.name}")
+        return n
+
+    # ---- captures ----
+    def cached(self, served: ServedModel, text_a: str, text_b: str | None) -> StoredCapture | None:
+        return self.store.get(capture_id(served.name, text_a, text_b))
+
+    def capture(self, served: ServedModel, text_a: str, text_b: str | None) -> StoredCapture:
+        """Capture (or reuse) one input's payload. Blocking."""
+        stored, _ = self.capture_with_data(served, text_a, text_b, keep_capture=False)
+        return stored
+
+    def capture_with_data(self, served: ServedModel, text_a: str, text_b: str | None,
+                          keep_capture: bool = True) -> tuple[StoredCapture, Capture | None]:
+        self.check_text(text_a, text_b)
+        cid = capture_id(served.name, text_a, text_b)
+        stored = self.store.get(cid)
+        if stored is not None and not keep_capture:
+            return stored, None
+        with served.lock:
+            self._check_tokens(served, text_a, text_b)
+            cap = record_capture(text_a, text_b, model=served.lm)
+        if stored is None:
+            meta, buffers = build_payload(cap)
+            meta["model_name"] = served.name
+            stored = StoredCapture(cid, served.name, meta, buffers)
+            self.store.put(stored)
+        return stored, cap
+
+    # ---- fill-mask ----
+    def fill_mask(self, served: ServedModel, text_a: str, text_b: str | None, position: int | None,
+                  top_k: int) -> dict:
+        """Top-k predictions where the input has [MASK] (or at token `position`, masked first),
+        plus the masked input's capture. Blocking."""
+        self.check_text(text_a, text_b)
+        if not served.has_mlm:
+            raise LimitError(422, f"model {served.name} has no masked-LM head, so it cannot predict masked tokens; "
+                                  "serve a checkpoint with one (e.g. from `attnlens pretrain`)")
+        if not 1 <= top_k <= self.limits.max_top_k:
+            raise LimitError(422, f"top_k must be between 1 and {self.limits.max_top_k}")
+        lm = served.lm
+        tok = lm.tokenizer
+        with served.lock:
+            self._check_tokens(served, text_a, text_b)
+            original = None
+            if position is not None:
+                text_a, text_b, original = mask_token_text(tok, text_a, text_b, position)
+                self.check_text(text_a, text_b)
+                self._check_tokens(served, text_a, text_b)
+            enc = tok(text_a, text_b, return_tensors="pt")
+            ids = enc["input_ids"][0]  # [T]
+            positions = (ids == tok.mask_token_id).nonzero().flatten()  # [M]
+            if position is not None and position not in positions.tolist():
+                raise LimitError(422, f"token {position} could not be masked on its own in this input")
+            if len(positions) == 0:
+                raise LimitError(422, f"the input has no {tok.mask_token} token and no position to mask")
+            logits = mlm_logits(lm, enc)[0, positions]  # [M, vocab]
+            probs = torch.softmax(logits.float(), dim=-1)  # [M, vocab]
+            top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        predictions = [
+            {"position": int(p), "candidates": [{"token": t, "probability": float(v)} for t, v in
+                                                 zip(tok.convert_ids_to_tokens(i.tolist()), values.tolist())]}
+            for p, i, values in zip(positions.tolist(), top.indices, top.values)]
+        masked = self.capture(served, text_a, text_b)
+        return {"model": served.name, "text_a": text_a, "text_b": text_b, "masked_token": original,
+                "predictions": predictions, "masked": {"id": masked.id, "meta": masked.meta}}
+
+    # ---- comparison ----
+    def compare(self, left: tuple[ServedModel, str, str | None], right: tuple[ServedModel, str, str | None]) -> dict:
+        """Both captures and a per-head difference map (layers x heads). Blocking."""
+        stored_l, cap_l = self.capture_with_data(*left)
+        stored_r, cap_r = self.capture_with_data(*right)
+        diff = head_difference(cap_l, cap_r)
+        return {"left": {"id": stored_l.id, "meta": stored_l.meta}, "right": {"id": stored_r.id, "meta": stored_r.meta},
+                **diff}
+
+
+def mask_token_text(tokenizer, text_a: str, text_b: str | None, position: int) -> tuple[str, str | None, str]:
+    """The input with token `position` replaced by the mask token (through its character span),
+    and that token. The re-encoded input must differ from the original at that token only."""
+    enc = tokenizer(text_a, text_b, return_offsets_mapping=True)
+    ids = enc["input_ids"]
+    if not 0 <= position < len(ids):
+        raise LimitError(422, f"token {position} is out of range: the input has tokens 0..{len(ids) - 1}")
+    seq = enc.sequence_ids()[position]
+    if seq is None:
+        raise LimitError(422, f"token {position} ({tokenizer.convert_ids_to_tokens(ids[position])}) is a special token")
+    start, end = enc["offset_mapping"][position]
+    text = text_a if seq == 0 else text_b
+    masked = text[:start] + tokenizer.mask_token + text[end:]
+    new_a, new_b = (masked, text_b) if seq == 0 else (text_a, masked)
+    expected = list(ids)
+    expected[position] = tokenizer.mask_token_id
+    if list(tokenizer(new_a, new_b)["input_ids"]) != expected:
+        raise LimitError(422, f"token {position} cannot be masked on its own (masking it changes the other tokens)")
+    return new_a, new_b, tokenizer.convert_ids_to_tokens(ids[position])
+
+
+def mlm_logits(lm, enc) -> torch.Tensor:
+    """Masked-LM logits [batch, tokens, vocab] of a model with a masked-LM head."""
+    from ..record import _forward_inputs  # noqa: PLC0415
+
+    accepted = _forward_inputs(lm.model)
+    inputs = {k: v.to(lm.device) for k, v in enc.items() if k in accepted}
+    with torch.inference_mode():
+        out = lm.model(**inputs)
+    logits = getattr(out, "logits", None)
+    if logits is None:
+        logits = getattr(out, "prediction_logits", None)
+    if logits is None:
+        raise AttnlensError(f"model {lm.name} returned no token logits")
+    return logits  # [B, T, V]
+
+
+PROFILE = ("self", "previous", "next", "first special", "other specials", "same sentence")
+
+
+def head_profiles(cap: Capture) -> np.ndarray:
+    """Per head, the mean weight (over queries) on: itself, the previous token, the next token,
+    the first special token ([CLS]), the other specials ([SEP]), its own sentence. [L, H, 6]"""
+    att = cap.attentions  # [L, H, T, T]
+    t = cap.num_tokens
+    idx = np.arange(t)
+    special = np.asarray(cap.special_mask, dtype=bool)
+    first = np.zeros(t, dtype=bool)
+    if special.any():
+        first[int(np.argmax(special))] = True
+    others = special & ~first
+    same = np.asarray(cap.segment_ids)[:, None] == np.asarray(cap.segment_ids)[None, :]  # [T, T]
+    feats = [
+        att[:, :, idx, idx].mean(-1),  # [L, H]
+        att[:, :, idx[1:], idx[:-1]].sum(-1) / t if t > 1 else np.zeros(att.shape[:2]),
+        att[:, :, idx[:-1], idx[1:]].sum(-1) / t if t > 1 else np.zeros(att.shape[:2]),
+        att[..., first].sum(-1).mean(-1),
+        att[..., others].sum(-1).mean(-1),
+        (att * same).sum(-1).mean(-1),
+    ]
+    return np.stack(feats, axis=-1)  # [L, H, 6]
+
+
+def head_difference(left: Capture, right: Capture) -> dict:
+    """A layers x heads map of how differently each head attends in two captures.
+
+    Same tokens (same input on two models, or the same model twice): per head, the mean
+    over queries of the total variation distance 0.5 * sum_k |a - b| (0 = identical, 1 = disjoint).
+    Different tokens (two inputs): per head, the mean absolute difference of the head's
+    attention profile (see head_profiles; also in [0, 1]).
+    Only the layers and heads both models have are compared.
+    """
+    n_layers = min(left.num_layers, right.num_layers)
+    n_heads = min(left.num_heads, right.num_heads)
+    a = left.attentions[:n_layers, :n_heads]  # [L, H, T, T]
+    b = right.attentions[:n_layers, :n_heads]
+    aligned = list(left.tokens) == list(right.tokens)
+    if aligned:
+        values = 0.5 * np.abs(a - b).sum(-1).mean(-1)  # [L, H]
+        measure = "total variation distance, mean over queries"
+    else:
+        values = np.abs(head_profiles(left)[:n_layers, :n_heads] - head_profiles(right)[:n_layers, :n_heads]).mean(-1)
+        measure = "mean absolute difference of head profiles (" + ", ".join(PROFILE) + ")"
+    return {"aligned": aligned, "measure": measure, "layers": n_layers, "heads": n_heads,
+            "map": [[round(float(v), 5) for v in row] for row in values]}
