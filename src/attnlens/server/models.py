@@ -104,7 +104,7 @@ def serve_models(models) -> dict[str, ServedModel]:
         items = list(models.items())
     else:
         specs = list(models) or [None]
-        items = [(spec or DEFAULT_MODEL, load_served_model(spec)) for spec in specs]
+        items = [(DEFAULT_MODEL if spec in (None, "default") else spec, load_served_model(spec)) for spec in specs]
     if not items:
         raise AttnlensError("a server needs at least one model")
     served = {}

@@ -1,0 +1,192 @@
+"""The web app in headless chromium against a real `attnlens serve` on a free loopback port:
+type, submit, switch layer, open the neuron view, mask a token, compare, browse results,
+reload from a shared URL; no console error, no request to any other host."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from browser_fixtures import browser  # noqa: F401  (fixture)
+from conftest import PAIR
+from server_helpers import save_tiny_mlm
+
+pytest.importorskip("fastapi")
+
+ROOT = Path(__file__).resolve().parents[2]
+INJECTION = "</script><img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`attnlens serve --port 0` with the default model and a tiny masked-LM model; yields its URL."""
+    tmp = tmp_path_factory.mktemp("serve")
+    mlm = save_tiny_mlm(tmp / "tiny-mlm")
+    results = tmp / "results" / "atlas-demo"
+    results.mkdir(parents=True)
+    (results / "scores.json").write_text(json.dumps({"heads": []}))
+    (results / "report.html").write_text("<!DOCTYPE html><title>atlas demo</title><p>report</p>")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", "--model", "default",
+                             "--model", str(mlm), "--results", str(tmp / "results")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
+    url = None
+    deadline = time.monotonic() + 180
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+        if m:
+            url = m.group(1)
+            break
+    if url is None:
+        proc.kill()
+        pytest.fail("attnlens serve did not start: " + "".join(lines)[-2000:])
+    yield {"url": url, "mlm": str(mlm)}
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class AppProbe:
+    def __init__(self, page, base):
+        self.page, self.base = page, base
+        self.errors, self.requests, self.dialogs = [], [], []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.route(lambda url: not url.startswith(base), lambda route: route.abort())
+
+    def view(self, where):
+        return self.page.evaluate("s => ({...document.querySelector(s + ' .attnlens').dataset})", where)
+
+    def wait_drawn(self, where, view, count=1):
+        self.page.wait_for_function(
+            "([s, v, n]) => { const e = document.querySelector(s + ' .attnlens'); return e && +(e.dataset[v + 'Drawn'] || 0) >= n; }",
+            arg=[where, view, count], timeout=60000)
+
+    def canvas_hash(self, selector):
+        return self.page.evaluate("s => document.querySelector(s).toDataURL().length + ':' + document.querySelector(s).toDataURL().slice(-200)", selector)
+
+    def offsite(self):
+        return [u for u in self.requests if not u.startswith(self.base)]
+
+
+@pytest.fixture
+def app_page(browser, server):  # noqa: F811
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    yield AppProbe(page, server["url"])
+    page.close()
+
+
+def test_type_submit_switch_layer_neuron_view_and_share(app_page, server):
+    p, page = app_page, app_page.page
+    page.goto(server["url"])
+    page.wait_for_selector("body[data-ready]")
+    page.fill("#explore-form input[name=a]", PAIR[0])
+    page.fill("#explore-form input[name=b]", PAIR[1])
+    page.click("#explore-form button[type=submit]")
+    p.wait_drawn("#explore-view", "head")
+    state = p.view("#explore-view")
+    assert state["layer"] == "0"
+    assert int(page.eval_on_selector("#explore-view .al-head-canvas", "c => +c.dataset.lines")) > 0
+    before = p.canvas_hash("#explore-view .al-head-canvas")
+    page.select_option('#explore-view select[aria-label="Layer"] >> nth=0', "3")
+    p.wait_drawn("#explore-view", "head", 2)
+    assert p.view("#explore-view")["layer"] == "3"
+    assert p.canvas_hash("#explore-view .al-head-canvas") != before
+    page.click('#explore-view button[data-view="neuron"]')
+    p.wait_drawn("#explore-view", "neuron")
+    assert p.view("#explore-view")["view"] == "neuron"
+    # the URL encodes the input: opening it again draws the same capture without typing
+    shared = page.url
+    assert "a=I+went+to+the+store." in shared and "b=At+the+store" in shared
+    capture_id = page.evaluate("() => document.body.dataset.captureId")
+    page.goto(shared)
+    p.wait_drawn("#explore-view", "head")
+    assert page.evaluate("() => document.body.dataset.captureId") == capture_id
+    assert page.input_value("#explore-form input[name=b]") == PAIR[1]
+    assert p.errors == [] and p.offsite() == []
+
+
+def test_mask_a_token_shows_predictions_and_masked_attention(app_page, server):
+    p, page = app_page, app_page.page
+    page.goto(f"{server['url']}?tab=explore&model={quote(server['mlm'])}&a={quote(PAIR[0])}&b={quote(PAIR[1])}")
+    p.wait_drawn("#explore-view", "head")
+    # click token #5 ("store") in the left column to pin it; the view offers "Mask this token"
+    box = page.evaluate("""() => { const v = document.querySelector('#explore-view .attnlens').attnlens;
+        const r = v.headCanvas.getBoundingClientRect(), l = v.layout;
+        return {x: r.left + l.left + 6, y: r.top + l.top + 5 * l.row + l.row / 2}; }""")
+    page.mouse.click(box["x"], box["y"])
+    page.wait_for_selector("#explore-view .al-mask")
+    page.click("#explore-view .al-mask")
+    page.wait_for_selector("#explore-view .al-mask-result .al-pred")
+    assert page.locator("#explore-view .al-mask-result .al-pred").count() == 5
+    assert "store" in page.text_content("#explore-view .al-mask-result")
+    p.wait_drawn("#masked-view", "head")
+    assert page.is_visible("#masked-pane")
+    tokens = page.evaluate("() => document.querySelector('#masked-view .attnlens').attnlens.tokens")
+    assert tokens[5] == "[MASK]" and tokens[4] == "the"
+    assert "masked" in page.text_content("#masked-title")
+    # the masked view follows the original's layer
+    page.select_option('#explore-view select[aria-label="Layer"] >> nth=0', "2")
+    page.wait_for_function("() => document.querySelector('#masked-view .attnlens').dataset.layer === '2'")
+    assert p.errors == [] and p.offsite() == []
+
+
+def test_compare_two_models_and_browse_results(app_page, server):
+    p, page = app_page, app_page.page
+    page.goto(server["url"])
+    page.wait_for_selector("body[data-ready]")
+    page.click('.app-tabs button[data-tab="compare"]')
+    page.fill("#compare-form input[name=a]", PAIR[0])
+    page.fill("#compare-form input[name=a2]", PAIR[0])
+    page.select_option("#compare-form select[name=model2]", server["mlm"])
+    page.click("#compare-form button[type=submit]")
+    page.wait_for_selector("#diff:not([hidden])", timeout=60000)
+    p.wait_drawn("#compare-left", "head")
+    p.wait_drawn("#compare-right", "head")
+    assert "total variation" in page.text_content("#diff-measure")
+    rect = page.eval_on_selector("#diff-map", "c => { const r = c.getBoundingClientRect(); return {x: r.left, y: r.top}; }")
+    page.mouse.click(rect["x"] + 34 + 28 * 2 + 10, rect["y"] + 18 + 28 * 1 + 10)  # layer 1, head 2
+    page.wait_for_selector("#diff-head:not([hidden])")
+    assert page.evaluate("() => document.body.dataset.diffHead") == "1:2"
+    for side in ("#compare-left", "#compare-right"):
+        page.wait_for_function("s => document.querySelector(s + ' .attnlens').dataset.heads === '2'", arg=side)
+        assert p.view(side)["layer"] == "1"
+    assert "compare" in page.url and "model2=" in page.url
+    page.click('.app-tabs button[data-tab="results"]')
+    page.wait_for_selector("#atlas-list a")
+    assert "atlas-demo/report.html" in page.text_content("#atlas-list")
+    assert p.errors == [] and p.offsite() == []
+
+
+def test_injection_text_runs_nothing(app_page, server):
+    p, page = app_page, app_page.page
+    other = quote('a "quoted" & <b>bold</b>')
+    page.goto(f"{server['url']}?a={quote(INJECTION)}&b={other}")
+    p.wait_drawn("#explore-view", "head")
+    assert p.dialogs == [] and page.locator("img[src=x]").count() == 0
+    assert INJECTION in page.text_content("#explore-view .al-sentences")
+    assert p.errors == [] and p.offsite() == []
+
+
+def test_errors_show_as_a_message(app_page, server):
+    p, page = app_page, app_page.page
+    page.goto(f"{server['url']}?a={quote('word ' * 300)}")
+    page.wait_for_selector("body[data-status=error]")
+    assert "tokens" in page.text_content("#status")
+    assert p.offsite() == []
