@@ -52,7 +52,8 @@ class InferenceQueue:
         self.capacity = workers + queue
         self.timeout_s = timeout_s
         self._slots = threading.BoundedSemaphore(self.capacity)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="attnlens-infer")
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None  # made on first use, again after close()
         self._lock = threading.Lock()
         self.in_flight = 0
         self.refused = 0
@@ -68,7 +69,7 @@ class InferenceQueue:
         with self._lock:
             self.in_flight += 1
         try:
-            future = self._pool.submit(fn, *args, **kwargs)
+            future = self._executor().submit(fn, *args, **kwargs)
         except BaseException:
             self._release()
             raise
@@ -85,8 +86,18 @@ class InferenceQueue:
             self.in_flight -= 1
         self._slots.release()
 
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="attnlens-infer")
+            return self._pool
+
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the threads (after their current jobs); a later run() starts new ones."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 class BodySizeLimit:
