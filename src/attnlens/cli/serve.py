@@ -39,6 +39,8 @@ def serve_cmd(
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds one request may wait for and run inference."),
     workers: int = typer.Option(2, "--workers", help="Inference threads."),
     queue: int = typer.Option(8, "--queue", help="Requests that may wait for an inference thread; more get 429."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads for the whole process "
+                                                                    "(default: CPUs / workers, at least 1)."),
 ):
     """Serve the web app: type sentences and explore every view, compare models, browse results."""
     from ..errors import AttnlensError  # noqa: PLC0415
@@ -61,6 +63,13 @@ def serve_cmd(
         from ..server import Limits, create_app  # noqa: PLC0415
     except ImportError:
         raise AttnlensError("the web app needs FastAPI and uvicorn: pip install 'attnlens[server]'") from None
+    import os  # noqa: PLC0415
+
+    import torch  # noqa: PLC0415
+
+    if threads is not None and threads < 1:
+        raise AttnlensError("--threads must be at least 1")
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // workers))  # workers x threads <= CPUs
     limits = Limits(max_tokens=max_tokens, max_chars=max_chars, request_timeout_s=timeout, workers=workers, queue=queue)
     web = create_app(list(model or []), results_dir=results, limits=limits)
     config = uvicorn.Config(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)

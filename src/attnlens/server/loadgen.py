@@ -18,6 +18,7 @@ class LoadResult:
     latencies_s: list[float] = field(default_factory=list)  # one per completed capture + view data
     errors: Counter = field(default_factory=Counter)  # "HTTP 429", "ReadTimeout", ...
     bytes_received: int = 0
+    cpu_s: float | None = None  # CPU seconds of the process doing the work, when measured
 
     @property
     def requests(self) -> int:
