@@ -139,24 +139,36 @@ class CaptureData {
   }
 
   attentionFromQK({ q, k }) {
+    // scores for four query rows at a time (each key vector is read once per four rows)
     const { H, T, D } = this, out = new Float32Array(H * T * T), scale = 1 / Math.sqrt(D);
-    const kt = new Float32Array(D * T);  // one head's keys as [d_head, key]
     for (let h = 0; h < H; h++) {
       const base = h * T * D;
-      for (let j = 0; j < T; j++) for (let d = 0; d < D; d++) kt[d * T + j] = k[base + j * D + d] * scale;
-      for (let i = 0; i < T; i++) {
-        const row = out.subarray((h * T + i) * T, (h * T + i + 1) * T), qi = base + i * D;
-        for (let d = 0; d < D; d++) {
-          const qd = q[qi + d], off = d * T;
-          for (let j = 0; j < T; j++) row[j] += qd * kt[off + j];
+      for (let i = 0; i < T; i += 4) {
+        const n = Math.min(4, T - i), a = base + i * D;
+        const b = n > 1 ? a + D : a, c = n > 2 ? a + 2 * D : a, e = n > 3 ? a + 3 * D : a;
+        const o = (h * T + i) * T;
+        for (let j = 0; j < T; j++) {
+          const kj = base + j * D;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let d = 0; d < D; d++) {
+            const kv = k[kj + d];
+            s0 += q[a + d] * kv; s1 += q[b + d] * kv; s2 += q[c + d] * kv; s3 += q[e + d] * kv;
+          }
+          out[o + j] = s0 * scale;
+          if (n > 1) out[o + T + j] = s1 * scale;
+          if (n > 2) out[o + 2 * T + j] = s2 * scale;
+          if (n > 3) out[o + 3 * T + j] = s3 * scale;
         }
-        let max = -Infinity;
-        for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
-        let sum = 0;
-        for (let j = 0; j < T; j++) { const e = Math.exp(row[j] - max); row[j] = e; sum += e; }
-        const inv = 1 / sum;
-        for (let j = 0; j < T; j++) row[j] *= inv;
       }
+    }
+    for (let r = 0; r < H * T; r++) {  // softmax of each row, in place
+      const row = out.subarray(r * T, (r + 1) * T);
+      let max = -Infinity;
+      for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
+      let sum = 0;
+      for (let j = 0; j < T; j++) { const x = Math.exp(row[j] - max); row[j] = x; sum += x; }
+      const inv = 1 / sum;
+      for (let j = 0; j < T; j++) row[j] *= inv;
     }
     return out;
   }
@@ -837,6 +849,9 @@ export function bootInline(doc = document) {
     root.setAttribute("data-attnlens-booted", "");
     const mount = root.querySelector(".attnlens-mount");
     const options = JSON.parse(root.querySelector('script[type="application/json"][data-attnlens="options"]')?.textContent || "{}");
+    const wanted = doc.location ? doc.location.hash.slice(1) : "";  // page.html#model opens the model view first
+    const views = options.views || Object.keys(VIEW_NAMES);
+    if (views.includes(wanted)) options.views = [wanted, ...views.filter((v) => v !== wanted)];
     try {
       createView(mount, sourceFromDocument(root), options);
     } catch (err) {
