@@ -355,7 +355,7 @@ class AttnlensView {
     this.modelCanvas.addEventListener("mouseleave", () => this.hideTooltip());
     const panel = h("section", { class: "al-panel", "data-view": "model" },
       h("div", { class: "al-controls" }, this.filterSelect(),
-        h("span", { class: "al-legend-text", text: "Each cell: one head, queries down, keys across; darker = more attention (\u221aweight, block maximum)." })),
+        h("span", { class: "al-legend-text", text: "Each cell: one head, queries down, keys across; stronger colour = more attention (\u221aweight of the block maximum)." })),
       h("div", { class: "al-scroll" }, this.modelCanvas));
     this.panels.model = panel;
     this.el.append(panel);
