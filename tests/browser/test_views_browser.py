@@ -135,6 +135,10 @@ def test_neuron_view_numbers_equal_the_capture(probe, default_capture, tmp_path)
     probe.page.select_option('select[aria-label="Head"]', "0")
     probe.wait_drawn("neuron", 3)
     assert probe.state()["head"] == "0"
+    at = probe.page.evaluate("() => document.querySelector('.attnlens').attnlens.neuronCellCenter('k', 9, 0)")
+    box = probe.page.locator(".al-neuron-canvas").bounding_box()
+    probe.page.mouse.click(box["x"] + 20, box["y"] + at["y"])  # a key's label: becomes the query
+    probe.page.wait_for_function("() => document.querySelector('.attnlens').dataset.query === '9'")
     assert probe.errors == []
 
 

@@ -371,6 +371,12 @@ class AttnlensView {
     this.neuronCanvas = h("canvas", { class: "al-neuron-canvas" });
     this.neuronCanvas.addEventListener("mousemove", (e) => this.neuronPointer(e));
     this.neuronCanvas.addEventListener("mouseleave", () => this.hideTooltip());
+    this.neuronCanvas.addEventListener("click", (e) => {  // click a key's label: make it the query
+      const lay = this.nlay, rect = this.neuronCanvas.getBoundingClientRect();
+      if (!lay || e.clientX - rect.left > lay.label) return;
+      const j = Math.floor((e.clientY - rect.top - this.neuronTop) / lay.row);
+      if (j >= 0 && j < this.data.T && j !== this.state.query) this.setState({ query: j });
+    });
     const panel = h("section", { class: "al-panel", "data-view": "neuron" },
       h("div", { class: "al-controls" }, h("label", {}, this.neuronLayer), h("label", {}, this.neuronHead),
         h("label", {}, "Query ", this.neuronQuery)),
@@ -506,7 +512,7 @@ class AttnlensView {
     const yOf = (i) => lay.top + i * lay.row + lay.row / 2;
 
     // lines, batched per head and opacity step (opacity = weight)
-    const steps = 20;
+    const steps = 40;  // opacity in steps of 1/40; weights below half a step are not drawn
     ctx.lineWidth = T > 200 ? 1 : 2;
     let lines = 0;
     for (const head of heads) {
@@ -518,8 +524,9 @@ class AttnlensView {
         for (let j = 0; j < T; j++) {
           if (!colsOk[j] || (sel && sel.side === "key" && sel.index !== j)) continue;
           const w = att[off + j];
-          if (w < s.threshold || w < 0.5 / steps / 10) continue;
-          const bucket = Math.max(1, Math.round(w * steps));
+          if (w < s.threshold) continue;
+          const bucket = Math.round(w * steps);
+          if (bucket === 0) continue;
           paths[bucket].moveTo(lay.xl, yOf(i));
           paths[bucket].lineTo(lay.xr, yOf(j));
           used[bucket] = 1;
@@ -755,7 +762,7 @@ class AttnlensView {
       h("span", { class: "al-num", text: fmt(-max, 2) }), h("span", { class: "al-gradient" }),
       h("span", { class: "al-num", text: fmt(max, 2) }), h("span", { text: ` ${label}` }));
     this.neuronLegend.replaceChildren(
-      h("span", { text: "Orange negative, blue positive; intensity = magnitude. Hover a cell for its value." }),
+      h("span", { text: "Orange negative, blue positive; intensity = magnitude. Hover a cell for its value; click a token to make it the query." }),
       item("q, k", vecMax), item("q \u00d7 k", prodMax));
   }
 
