@@ -135,6 +135,10 @@ def test_neuron_view_numbers_equal_the_capture(probe, default_capture, tmp_path)
     probe.page.select_option('select[aria-label="Head"]', "0")
     probe.wait_drawn("neuron", 3)
     assert probe.state()["head"] == "0"
+    at = probe.page.evaluate("() => document.querySelector('.attnlens').attnlens.neuronCellCenter('k', 9, 0)")
+    box = probe.page.locator(".al-neuron-canvas").bounding_box()
+    probe.page.mouse.click(box["x"] + 20, box["y"] + at["y"])  # a key's label: becomes the query
+    probe.page.wait_for_function("() => document.querySelector('.attnlens').dataset.query === '9'")
     assert probe.errors == []
 
 
@@ -201,3 +205,48 @@ def test_widget_module_renders_from_binary_traits(probe, default_capture, tmp_pa
     assert probe.errors == []
     assert widget._esm == static_text("attnlens.js")
     assert json.loads(widget.options)["views"][0] == "head"
+
+
+def test_drawn_attention_equals_the_capture(probe, pair_page, default_capture):
+    probe.open(pair_page)
+    cap = default_capture
+    for layer in (0, 4):
+        drawn = np.array(probe.page.evaluate(
+            "l => document.querySelector('.attnlens').attnlens.data.attention(l).then(a => Array.from(a))", layer))
+        assert np.abs(drawn.reshape(cap.attentions[layer].shape) - cap.attentions[layer]).max() <= 5e-3
+
+
+def test_fetch_source_and_mask_token_hook(browser, default_capture):
+    """The server shim: meta and buffers fetched per name; a host-provided maskToken action."""
+    from attnlens.views.payload import build_payload
+
+    meta, buffers = build_payload(default_capture)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    served = []
+
+    def serve(route):
+        name = route.request.url.split("/cap/", 1)[1]
+        served.append(name)
+        if name == "meta":
+            route.fulfill(body=json.dumps(meta), content_type="application/json")
+        else:
+            route.fulfill(body=buffers[name], content_type="application/octet-stream")
+
+    page.route("http://attnlens.test/cap/**", serve)
+    page.set_content("<div id=host></div>")
+    page.evaluate("""async (esm) => {
+        const mod = await import(URL.createObjectURL(new Blob([esm], {type: "text/javascript"})));
+        const actions = { maskToken: async (i) => ({ items: [{ label: "<img src=x onerror=alert(1)>", value: 0.75 }, { label: "b", value: 0.25 }] }) };
+        const source = await mod.sourceFromFetch("http://attnlens.test/cap", actions);
+        mod.createView(document.getElementById("host"), source);
+    }""", static_text("attnlens.js"))
+    page.wait_for_selector("[data-head-drawn]")
+    assert served[0] == "meta" and set(served[1:]) == {"queries/0", "keys/0"}  # one layer fetched, not all
+    box = page.locator(".al-head-canvas").bounding_box()
+    lay = page.evaluate("() => document.querySelector('.attnlens').attnlens.layout")
+    page.mouse.click(box["x"] + lay["xl"] - 10, box["y"] + lay["top"] + 3 * lay["row"] + 2)
+    page.click(".al-mask")
+    page.wait_for_selector(".al-pred")
+    assert page.inner_text(".al-mask-result").count("0.750") == 1
+    assert page.locator(".al-mask-result img").count() == 0
+    page.close()

@@ -139,24 +139,36 @@ class CaptureData {
   }
 
   attentionFromQK({ q, k }) {
+    // scores for four query rows at a time (each key vector is read once per four rows)
     const { H, T, D } = this, out = new Float32Array(H * T * T), scale = 1 / Math.sqrt(D);
-    const kt = new Float32Array(D * T);  // one head's keys as [d_head, key]
     for (let h = 0; h < H; h++) {
       const base = h * T * D;
-      for (let j = 0; j < T; j++) for (let d = 0; d < D; d++) kt[d * T + j] = k[base + j * D + d] * scale;
-      for (let i = 0; i < T; i++) {
-        const row = out.subarray((h * T + i) * T, (h * T + i + 1) * T), qi = base + i * D;
-        for (let d = 0; d < D; d++) {
-          const qd = q[qi + d], off = d * T;
-          for (let j = 0; j < T; j++) row[j] += qd * kt[off + j];
+      for (let i = 0; i < T; i += 4) {
+        const n = Math.min(4, T - i), a = base + i * D;
+        const b = n > 1 ? a + D : a, c = n > 2 ? a + 2 * D : a, e = n > 3 ? a + 3 * D : a;
+        const o = (h * T + i) * T;
+        for (let j = 0; j < T; j++) {
+          const kj = base + j * D;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let d = 0; d < D; d++) {
+            const kv = k[kj + d];
+            s0 += q[a + d] * kv; s1 += q[b + d] * kv; s2 += q[c + d] * kv; s3 += q[e + d] * kv;
+          }
+          out[o + j] = s0 * scale;
+          if (n > 1) out[o + T + j] = s1 * scale;
+          if (n > 2) out[o + 2 * T + j] = s2 * scale;
+          if (n > 3) out[o + 3 * T + j] = s3 * scale;
         }
-        let max = -Infinity;
-        for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
-        let sum = 0;
-        for (let j = 0; j < T; j++) { const e = Math.exp(row[j] - max); row[j] = e; sum += e; }
-        const inv = 1 / sum;
-        for (let j = 0; j < T; j++) row[j] *= inv;
       }
+    }
+    for (let r = 0; r < H * T; r++) {  // softmax of each row, in place
+      const row = out.subarray(r * T, (r + 1) * T);
+      let max = -Infinity;
+      for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
+      let sum = 0;
+      for (let j = 0; j < T; j++) { const x = Math.exp(row[j] - max); row[j] = x; sum += x; }
+      const inv = 1 / sum;
+      for (let j = 0; j < T; j++) row[j] *= inv;
     }
     return out;
   }
@@ -343,7 +355,7 @@ class AttnlensView {
     this.modelCanvas.addEventListener("mouseleave", () => this.hideTooltip());
     const panel = h("section", { class: "al-panel", "data-view": "model" },
       h("div", { class: "al-controls" }, this.filterSelect(),
-        h("span", { class: "al-legend-text", text: "Each cell: one head, queries down, keys across; darker = more attention (\u221aweight, block maximum)." })),
+        h("span", { class: "al-legend-text", text: "Each cell: one head, queries down, keys across; stronger colour = more attention (\u221aweight of the block maximum)." })),
       h("div", { class: "al-scroll" }, this.modelCanvas));
     this.panels.model = panel;
     this.el.append(panel);
@@ -359,6 +371,12 @@ class AttnlensView {
     this.neuronCanvas = h("canvas", { class: "al-neuron-canvas" });
     this.neuronCanvas.addEventListener("mousemove", (e) => this.neuronPointer(e));
     this.neuronCanvas.addEventListener("mouseleave", () => this.hideTooltip());
+    this.neuronCanvas.addEventListener("click", (e) => {  // click a key's label: make it the query
+      const lay = this.nlay, rect = this.neuronCanvas.getBoundingClientRect();
+      if (!lay || e.clientX - rect.left > lay.label) return;
+      const j = Math.floor((e.clientY - rect.top - this.neuronTop) / lay.row);
+      if (j >= 0 && j < this.data.T && j !== this.state.query) this.setState({ query: j });
+    });
     const panel = h("section", { class: "al-panel", "data-view": "neuron" },
       h("div", { class: "al-controls" }, h("label", {}, this.neuronLayer), h("label", {}, this.neuronHead),
         h("label", {}, "Query ", this.neuronQuery)),
@@ -494,7 +512,7 @@ class AttnlensView {
     const yOf = (i) => lay.top + i * lay.row + lay.row / 2;
 
     // lines, batched per head and opacity step (opacity = weight)
-    const steps = 20;
+    const steps = 40;  // opacity in steps of 1/40; weights below half a step are not drawn
     ctx.lineWidth = T > 200 ? 1 : 2;
     let lines = 0;
     for (const head of heads) {
@@ -506,8 +524,9 @@ class AttnlensView {
         for (let j = 0; j < T; j++) {
           if (!colsOk[j] || (sel && sel.side === "key" && sel.index !== j)) continue;
           const w = att[off + j];
-          if (w < s.threshold || w < 0.5 / steps / 10) continue;
-          const bucket = Math.max(1, Math.round(w * steps));
+          if (w < s.threshold) continue;
+          const bucket = Math.round(w * steps);
+          if (bucket === 0) continue;
           paths[bucket].moveTo(lay.xl, yOf(i));
           paths[bucket].lineTo(lay.xr, yOf(j));
           used[bucket] = 1;
@@ -743,7 +762,7 @@ class AttnlensView {
       h("span", { class: "al-num", text: fmt(-max, 2) }), h("span", { class: "al-gradient" }),
       h("span", { class: "al-num", text: fmt(max, 2) }), h("span", { text: ` ${label}` }));
     this.neuronLegend.replaceChildren(
-      h("span", { text: "Orange negative, blue positive; intensity = magnitude. Hover a cell for its value." }),
+      h("span", { text: "Orange negative, blue positive; intensity = magnitude. Hover a cell for its value; click a token to make it the query." }),
       item("q, k", vecMax), item("q \u00d7 k", prodMax));
   }
 
@@ -837,6 +856,9 @@ export function bootInline(doc = document) {
     root.setAttribute("data-attnlens-booted", "");
     const mount = root.querySelector(".attnlens-mount");
     const options = JSON.parse(root.querySelector('script[type="application/json"][data-attnlens="options"]')?.textContent || "{}");
+    const wanted = doc.location ? doc.location.hash.slice(1) : "";  // page.html#model opens the model view first
+    const views = options.views || Object.keys(VIEW_NAMES);
+    if (views.includes(wanted)) options.views = [wanted, ...views.filter((v) => v !== wanted)];
     try {
       createView(mount, sourceFromDocument(root), options);
     } catch (err) {
