@@ -30,7 +30,11 @@ def _app():
 
     from attnlens.server.models import load_served_model
 
+    import atexit
+    import shutil
+
     folder = Path(tempfile.mkdtemp(prefix="attnlens-fuzz-"))
+    atexit.register(shutil.rmtree, folder, True)
     (folder / "atlas").mkdir()
     (folder / "atlas" / "scores.json").write_text("{}")
     mlm = load_served_model(str(save_tiny_mlm(folder / "mlm")))

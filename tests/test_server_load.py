@@ -27,7 +27,7 @@ def live_server():
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=30))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -41,8 +41,15 @@ def live_server():
 
 
 def test_32_concurrent_clients_without_errors(live_server):
+    import torch
+
     base, app = live_server
-    result = run_load(base, CLIENTS, SECONDS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `attnlens serve` does with 2 workers on 2 CPUs
+    try:
+        result = run_load(base, CLIENTS, SECONDS)
+    finally:
+        torch.set_num_threads(threads)
     print(f"\nload test: {CLIENTS} clients x {result.seconds:.1f} s: {result.requests} captures + view data, "
           f"{result.per_second:.1f}/s, p50 {result.percentile_ms(50):.0f} ms, p99 {result.percentile_ms(99):.0f} ms, "
           f"errors {dict(result.errors)}")

@@ -72,7 +72,8 @@ def serve_cmd(
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // workers))  # workers x threads <= CPUs
     limits = Limits(max_tokens=max_tokens, max_chars=max_chars, request_timeout_s=timeout, workers=workers, queue=queue)
     web = create_app(list(model or []), results_dir=results, limits=limits)
-    config = uvicorn.Config(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    config = uvicorn.Config(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
+                            timeout_keep_alive=30)  # longer than a queued request waits, so clients reuse connections safely
     server = uvicorn.Server(config)
     shown_host = f"[{host}]" if ":" in host else host
 

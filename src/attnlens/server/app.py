@@ -137,7 +137,7 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
                             headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
 
     @app.get("/api/models", summary="The served models")
-    def models_list() -> list[dict]:
+    async def models_list() -> list[dict]:
         return [m.describe(limits.max_tokens) for m in served.values()]
 
     @app.get("/api/limits", summary="This server's limits")
@@ -160,12 +160,12 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
         return stored
 
     @app.get("/api/captures/{capture_id}/meta", summary="A kept capture's view meta")
-    def capture_meta(capture_id: str) -> dict:
+    async def capture_meta(capture_id: str) -> dict:  # async: a dict lookup needs no thread
         return _stored(capture_id).meta
 
     @app.get("/api/captures/{capture_id}/{kind}/{layer}", summary="One layer's view data (bytes)",
              response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
-    def capture_buffer(capture_id: str, kind: Literal["queries", "keys", "thumbs", "attention"], layer: int):
+    async def capture_buffer(capture_id: str, kind: Literal["queries", "keys", "thumbs", "attention"], layer: int):
         stored = _stored(capture_id)
         name = f"{kind}/{layer}"
         if name not in stored.buffers:

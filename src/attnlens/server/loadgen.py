@@ -5,10 +5,14 @@ page does to show all views) for a fixed time. Used by the load test and bench_s
 
 from __future__ import annotations
 
-import asyncio
+import http.client
+import json
+import socket
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -41,49 +45,77 @@ def two_sentences(client: int, n: int) -> tuple[str, str]:
             f"At the store, I bought {n % 7 + 1} fresh strawberries for client {client}.")
 
 
-async def _client(http, base: str, index: int, stop_at: float, model: str | None, result: LoadResult):
+class _Connection(http.client.HTTPConnection):
+    """HTTP/1.1 keep-alive connection with Nagle off (as browsers do), so small requests are not delayed."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def _client(base: str, index: int, stop_at: float, model: str | None, timeout_s: float, result: LoadResult,
+            lock: threading.Lock) -> None:
+    """One client: a persistent HTTP/1.1 connection (stdlib, so the client costs little CPU)."""
+    url = urlsplit(base)
+    conn = _Connection(url.hostname, url.port, timeout=timeout_s)
+
+    def call(method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        nonlocal conn
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        except Exception:
+            conn.close()
+            conn = _Connection(url.hostname, url.port, timeout=timeout_s)
+            raise
+
     n = 0
     while time.monotonic() < stop_at:
         a, b = two_sentences(index, n)
         n += 1
         t0 = time.perf_counter()
         try:
-            r = await http.post(f"{base}/api/capture", json={"model": model, "text_a": a, "text_b": b})
-            if r.status_code != 200:
-                result.errors[f"HTTP {r.status_code}"] += 1
+            status, raw = call("POST", "/api/capture", {"model": model, "text_a": a, "text_b": b})
+            if status != 200:
+                with lock:
+                    result.errors[f"HTTP {status}"] += 1
                 continue
-            body = r.json()
+            body = json.loads(raw)
             if body["meta"]["text_a"] != a or body["meta"]["text_b"] != b:
-                result.errors["wrong capture"] += 1
+                with lock:
+                    result.errors["wrong capture"] += 1
                 continue
-            root = f"{base}/api/captures/{body['id']}"
-            meta = await http.get(f"{root}/meta")
-            responses = await asyncio.gather(*(http.get(f"{root}/{name}") for name in body["meta"]["buffers"]))
-            bad = [x.status_code for x in [meta, *responses] if x.status_code != 200]
+            root = f"/api/captures/{body['id']}"
+            got = [call("GET", f"{root}/meta")] + [call("GET", f"{root}/{name}") for name in body["meta"]["buffers"]]
+            bad = [st for st, _ in got if st != 200]
             if bad:
-                result.errors[f"HTTP {bad[0]}"] += 1
+                with lock:
+                    result.errors[f"HTTP {bad[0]}"] += 1
                 continue
-            result.bytes_received += len(r.content) + len(meta.content) + sum(len(x.content) for x in responses)
+            elapsed = time.perf_counter() - t0
+            with lock:
+                result.bytes_received += len(raw) + sum(len(x) for _, x in got)
+                result.latencies_s.append(elapsed)
         except Exception as exc:  # noqa: BLE001  (a load test counts every failure kind)
-            result.errors[type(exc).__name__] += 1
-            continue
-        result.latencies_s.append(time.perf_counter() - t0)
-
-
-async def _run(base: str, clients: int, duration_s: float, model: str | None, timeout_s: float) -> LoadResult:
-    import httpx  # noqa: PLC0415
-
-    result = LoadResult(clients, 0.0)
-    limits = httpx.Limits(max_connections=clients * 4, max_keepalive_connections=clients * 4)
-    async with httpx.AsyncClient(timeout=timeout_s, limits=limits, trust_env=False) as http:
-        start = time.monotonic()
-        await asyncio.gather(*(_client(http, base.rstrip("/"), i, start + duration_s, model, result)
-                               for i in range(clients)))
-        result.seconds = time.monotonic() - start
-    return result
+            with lock:
+                result.errors[type(exc).__name__] += 1
+    conn.close()
 
 
 def run_load(base_url: str, clients: int, duration_s: float, model: str | None = None,
              timeout_s: float = 60.0) -> LoadResult:
-    """Run `clients` concurrent clients against `base_url` for about `duration_s` seconds."""
-    return asyncio.run(_run(base_url, clients, duration_s, model, timeout_s))
+    """Run `clients` concurrent clients (threads) against `base_url` for about `duration_s` seconds."""
+    result = LoadResult(clients, 0.0)
+    lock = threading.Lock()
+    start = time.monotonic()
+    threads = [threading.Thread(target=_client, args=(base_url.rstrip("/"), i, start + duration_s, model, timeout_s,
+                                                      result, lock), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result.seconds = time.monotonic() - start
+    return result
