@@ -31,3 +31,84 @@ def decode_fetched(client, capture_id: str):
         assert r.headers["content-type"] == "application/octet-stream"
         buffers[name] = r.content
     return meta, decode_payload(meta, buffers)
+
+
+def in_thread(fn, *args, timeout: float = 300.0):
+    """fn(*args) on a fresh thread; its result, or its exception re-raised here.
+
+    A session-wide Playwright (sync API) keeps an asyncio loop marked running on the main
+    thread, so asyncio.run() and a second Playwright must run on another thread.
+    """
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001  (re-raised in the caller)
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"{getattr(fn, '__name__', fn)} did not finish in {timeout} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class BrowserThread:
+    """A headless chromium (Playwright sync API) confined to its own thread; run(fn) calls fn(browser) there."""
+
+    def __init__(self, executable: str, args: list[str]):
+        import queue
+        import threading
+
+        self._jobs: queue.Queue = queue.Queue()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._loop, args=(executable, args), daemon=True)
+        self._thread.start()
+        self._ready.wait(120)
+        if self._error is not None:
+            raise self._error
+
+    def _loop(self, executable, args):
+        try:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=executable, args=args)
+                self._ready.set()
+                while True:
+                    job = self._jobs.get()
+                    if job is None:
+                        break
+                    fn, box, done = job
+                    try:
+                        box["value"] = fn(browser)
+                    except BaseException as exc:  # noqa: BLE001
+                        box["error"] = exc
+                    done.set()
+                browser.close()
+        except BaseException as exc:  # noqa: BLE001
+            self._error = exc
+            self._ready.set()
+
+    def run(self, fn, timeout: float = 300.0):
+        import threading
+
+        box: dict = {}
+        done = threading.Event()
+        self._jobs.put((fn, box, done))
+        if not done.wait(timeout):
+            raise TimeoutError("the browser job did not finish in time")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def close(self):
+        self._jobs.put(None)
+        self._thread.join(30)

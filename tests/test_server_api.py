@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 import torch  # noqa: E402
 from conftest import PAIR, tiny_model  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from server_helpers import decode_fetched, save_tiny_mlm  # noqa: E402
+from server_helpers import decode_fetched, in_thread, save_tiny_mlm  # noqa: E402
 
 from attnlens import capture  # noqa: E402
 from attnlens.server import Limits, create_app  # noqa: E402
@@ -71,7 +71,9 @@ def test_models_and_schema(client):
     for path in ("/api/capture", "/api/compare", "/api/predict/fill-mask", "/api/results",
                  "/api/captures/{capture_id}/{kind}/{layer}"):
         assert path in schema["paths"]
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/docs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    assert client.get("/static/docs/swagger-ui-bundle.js").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
@@ -172,7 +174,7 @@ def test_inference_queue_refuses_when_full_and_times_out():
             await asyncio.sleep(0.02)
         assert await queue.run(lambda: 7) == 7
 
-    asyncio.run(scenario())
+    in_thread(asyncio.run, scenario())  # not on the main thread: see server_helpers.in_thread
     assert queue.refused == 2 and queue.timed_out == 1
     queue.close()
 

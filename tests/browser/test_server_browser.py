@@ -14,9 +14,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from browser_fixtures import browser  # noqa: F401  (fixture)
 from conftest import PAIR
-from server_helpers import save_tiny_mlm
+from server_helpers import BrowserThread, save_tiny_mlm
+
+from attnlens.views.browser import CHROMIUM_ARGS, chromium_path
 
 pytest.importorskip("fastapi")
 
@@ -85,108 +86,156 @@ class AppProbe:
         return [u for u in self.requests if not u.startswith(self.base)]
 
 
+@pytest.fixture(scope="module")
+def browser_thread():
+    """Chromium on its own thread (the views' tests keep a session-wide Playwright on the main one)."""
+    if chromium_path() is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; `make browser` does it as root)")
+    pytest.importorskip("playwright")
+    thread = BrowserThread(chromium_path(), CHROMIUM_ARGS)
+    yield thread
+    thread.close()
+
+
 @pytest.fixture
-def app_page(browser, server):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    yield AppProbe(page, server["url"])
-    page.close()
+def on_page(browser_thread, server):
+    """on_page(fn): runs fn(probe) with a fresh page on the browser's thread."""
+
+    def run(fn):
+        def job(browser):
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            try:
+                return fn(AppProbe(page, server["url"]))
+            finally:
+                page.close()
+
+        return browser_thread.run(job)
+
+    return run
 
 
-def test_type_submit_switch_layer_neuron_view_and_share(app_page, server):
-    p, page = app_page, app_page.page
-    page.goto(server["url"])
-    page.wait_for_selector("body[data-ready]")
-    page.fill("#explore-form input[name=a]", PAIR[0])
-    page.fill("#explore-form input[name=b]", PAIR[1])
-    page.click("#explore-form button[type=submit]")
-    p.wait_drawn("#explore-view", "head")
-    state = p.view("#explore-view")
-    assert state["layer"] == "0"
-    assert int(page.eval_on_selector("#explore-view .al-head-canvas", "c => +c.dataset.lines")) > 0
-    before = p.canvas_hash("#explore-view .al-head-canvas")
-    page.select_option('#explore-view select[aria-label="Layer"] >> nth=0', "3")
-    p.wait_drawn("#explore-view", "head", 2)
-    assert p.view("#explore-view")["layer"] == "3"
-    assert p.canvas_hash("#explore-view .al-head-canvas") != before
-    page.click('#explore-view button[data-view="neuron"]')
-    p.wait_drawn("#explore-view", "neuron")
-    assert p.view("#explore-view")["view"] == "neuron"
-    # the URL encodes the input: opening it again draws the same capture without typing
-    shared = page.url
-    assert "a=I+went+to+the+store." in shared and "b=At+the+store" in shared
-    capture_id = page.evaluate("() => document.body.dataset.captureId")
-    page.goto(shared)
-    p.wait_drawn("#explore-view", "head")
-    assert page.evaluate("() => document.body.dataset.captureId") == capture_id
-    assert page.input_value("#explore-form input[name=b]") == PAIR[1]
-    assert p.errors == [] and p.offsite() == []
+def test_type_submit_switch_layer_neuron_view_and_share(on_page, server):
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(server["url"])
+        page.wait_for_selector("body[data-ready]")
+        page.fill("#explore-form input[name=a]", PAIR[0])
+        page.fill("#explore-form input[name=b]", PAIR[1])
+        page.click("#explore-form button[type=submit]")
+        p.wait_drawn("#explore-view", "head")
+        state = p.view("#explore-view")
+        assert state["layer"] == "0"
+        assert int(page.eval_on_selector("#explore-view .al-head-canvas", "c => +c.dataset.lines")) > 0
+        before = p.canvas_hash("#explore-view .al-head-canvas")
+        page.select_option('#explore-view select[aria-label="Layer"] >> nth=0', "3")
+        p.wait_drawn("#explore-view", "head", 2)
+        assert p.view("#explore-view")["layer"] == "3"
+        assert p.canvas_hash("#explore-view .al-head-canvas") != before
+        page.click('#explore-view button[data-view="neuron"]')
+        p.wait_drawn("#explore-view", "neuron")
+        assert p.view("#explore-view")["view"] == "neuron"
+        # the URL encodes the input: opening it again draws the same capture without typing
+        shared = page.url
+        assert "a=I+went+to+the+store." in shared and "b=At+the+store" in shared
+        capture_id = page.evaluate("() => document.body.dataset.captureId")
+        page.goto(shared)
+        p.wait_drawn("#explore-view", "head")
+        assert page.evaluate("() => document.body.dataset.captureId") == capture_id
+        assert page.input_value("#explore-form input[name=b]") == PAIR[1]
+        assert p.errors == [] and p.offsite() == []
+
+    on_page(body)
 
 
-def test_mask_a_token_shows_predictions_and_masked_attention(app_page, server):
-    p, page = app_page, app_page.page
-    page.goto(f"{server['url']}?tab=explore&model={quote(server['mlm'])}&a={quote(PAIR[0])}&b={quote(PAIR[1])}")
-    p.wait_drawn("#explore-view", "head")
-    # click token #5 ("store") in the left column to pin it; the view offers "Mask this token"
-    box = page.evaluate("""() => { const v = document.querySelector('#explore-view .attnlens').attnlens;
-        const r = v.headCanvas.getBoundingClientRect(), l = v.layout;
-        return {x: r.left + l.left + 6, y: r.top + l.top + 5 * l.row + l.row / 2}; }""")
-    page.mouse.click(box["x"], box["y"])
-    page.wait_for_selector("#explore-view .al-mask")
-    page.click("#explore-view .al-mask")
-    page.wait_for_selector("#explore-view .al-mask-result .al-pred")
-    assert page.locator("#explore-view .al-mask-result .al-pred").count() == 5
-    assert "store" in page.text_content("#explore-view .al-mask-result")
-    p.wait_drawn("#masked-view", "head")
-    assert page.is_visible("#masked-pane")
-    tokens = page.evaluate("() => document.querySelector('#masked-view .attnlens').attnlens.tokens")
-    assert tokens[5] == "[MASK]" and tokens[4] == "the"
-    assert "masked" in page.text_content("#masked-title")
-    # the masked view follows the original's layer
-    page.select_option('#explore-view select[aria-label="Layer"] >> nth=0', "2")
-    page.wait_for_function("() => document.querySelector('#masked-view .attnlens').dataset.layer === '2'")
-    assert p.errors == [] and p.offsite() == []
+def test_mask_a_token_shows_predictions_and_masked_attention(on_page, server):
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(f"{server['url']}?tab=explore&model={quote(server['mlm'])}&a={quote(PAIR[0])}&b={quote(PAIR[1])}")
+        p.wait_drawn("#explore-view", "head")
+        # click token #5 ("store") in the left column to pin it; the view offers "Mask this token"
+        box = page.evaluate("""() => { const v = document.querySelector('#explore-view .attnlens').attnlens;
+            const r = v.headCanvas.getBoundingClientRect(), l = v.layout;
+            return {x: r.left + l.left + 6, y: r.top + l.top + 5 * l.row + l.row / 2}; }""")
+        page.mouse.click(box["x"], box["y"])
+        page.wait_for_selector("#explore-view .al-mask")
+        page.click("#explore-view .al-mask")
+        page.wait_for_selector("#explore-view .al-mask-result .al-pred")
+        assert page.locator("#explore-view .al-mask-result .al-pred").count() == 5
+        assert "store" in page.text_content("#explore-view .al-mask-result")
+        p.wait_drawn("#masked-view", "head")
+        assert page.is_visible("#masked-pane")
+        tokens = page.evaluate("() => document.querySelector('#masked-view .attnlens').attnlens.tokens")
+        assert tokens[5] == "[MASK]" and tokens[4] == "the"
+        assert "masked" in page.text_content("#masked-title")
+        # the masked view follows the original's layer
+        page.select_option('#explore-view select[aria-label="Layer"] >> nth=0', "2")
+        page.wait_for_function("() => document.querySelector('#masked-view .attnlens').dataset.layer === '2'")
+        assert p.errors == [] and p.offsite() == []
+
+    on_page(body)
 
 
-def test_compare_two_models_and_browse_results(app_page, server):
-    p, page = app_page, app_page.page
-    page.goto(server["url"])
-    page.wait_for_selector("body[data-ready]")
-    page.click('.app-tabs button[data-tab="compare"]')
-    page.fill("#compare-form input[name=a]", PAIR[0])
-    page.fill("#compare-form input[name=a2]", PAIR[0])
-    page.select_option("#compare-form select[name=model2]", server["mlm"])
-    page.click("#compare-form button[type=submit]")
-    page.wait_for_selector("#diff:not([hidden])", timeout=60000)
-    p.wait_drawn("#compare-left", "head")
-    p.wait_drawn("#compare-right", "head")
-    assert "total variation" in page.text_content("#diff-measure")
-    rect = page.eval_on_selector("#diff-map", "c => { const r = c.getBoundingClientRect(); return {x: r.left, y: r.top}; }")
-    page.mouse.click(rect["x"] + 34 + 28 * 2 + 10, rect["y"] + 18 + 28 * 1 + 10)  # layer 1, head 2
-    page.wait_for_selector("#diff-head:not([hidden])")
-    assert page.evaluate("() => document.body.dataset.diffHead") == "1:2"
-    for side in ("#compare-left", "#compare-right"):
-        page.wait_for_function("s => document.querySelector(s + ' .attnlens').dataset.heads === '2'", arg=side)
-        assert p.view(side)["layer"] == "1"
-    assert "compare" in page.url and "model2=" in page.url
-    page.click('.app-tabs button[data-tab="results"]')
-    page.wait_for_selector("#atlas-list a")
-    assert "atlas-demo/report.html" in page.text_content("#atlas-list")
-    assert p.errors == [] and p.offsite() == []
+def test_compare_two_models_and_browse_results(on_page, server):
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(server["url"])
+        page.wait_for_selector("body[data-ready]")
+        page.click('.app-tabs button[data-tab="compare"]')
+        page.fill("#compare-form input[name=a]", PAIR[0])
+        page.fill("#compare-form input[name=a2]", PAIR[0])
+        page.select_option("#compare-form select[name=model2]", server["mlm"])
+        page.click("#compare-form button[type=submit]")
+        page.wait_for_selector("#diff:not([hidden])", timeout=60000)
+        p.wait_drawn("#compare-left", "head")
+        p.wait_drawn("#compare-right", "head")
+        assert "total variation" in page.text_content("#diff-measure")
+        rect = page.eval_on_selector("#diff-map", "c => { const r = c.getBoundingClientRect(); return {x: r.left, y: r.top}; }")
+        page.mouse.click(rect["x"] + 34 + 28 * 2 + 10, rect["y"] + 18 + 28 * 1 + 10)  # layer 1, head 2
+        page.wait_for_selector("#diff-head:not([hidden])")
+        assert page.evaluate("() => document.body.dataset.diffHead") == "1:2"
+        for side in ("#compare-left", "#compare-right"):
+            page.wait_for_function("s => document.querySelector(s + ' .attnlens').dataset.heads === '2'", arg=side)
+            assert p.view(side)["layer"] == "1"
+        assert "compare" in page.url and "model2=" in page.url
+        page.click('.app-tabs button[data-tab="results"]')
+        page.wait_for_selector("#atlas-list a")
+        assert "atlas-demo/report.html" in page.text_content("#atlas-list")
+        assert p.errors == [] and p.offsite() == []
+
+    on_page(body)
 
 
-def test_injection_text_runs_nothing(app_page, server):
-    p, page = app_page, app_page.page
-    other = quote('a "quoted" & <b>bold</b>')
-    page.goto(f"{server['url']}?a={quote(INJECTION)}&b={other}")
-    p.wait_drawn("#explore-view", "head")
-    assert p.dialogs == [] and page.locator("img[src=x]").count() == 0
-    assert INJECTION in page.text_content("#explore-view .al-sentences")
-    assert p.errors == [] and p.offsite() == []
+def test_injection_text_runs_nothing(on_page, server):
+    def body(app_page):
+        p, page = app_page, app_page.page
+        other = quote('a "quoted" & <b>bold</b>')
+        page.goto(f"{server['url']}?a={quote(INJECTION)}&b={other}")
+        p.wait_drawn("#explore-view", "head")
+        assert p.dialogs == [] and page.locator("img[src=x]").count() == 0
+        assert INJECTION in page.text_content("#explore-view .al-sentences")
+        assert p.errors == [] and p.offsite() == []
+
+    on_page(body)
 
 
-def test_errors_show_as_a_message(app_page, server):
-    p, page = app_page, app_page.page
-    page.goto(f"{server['url']}?a={quote('word ' * 300)}")
-    page.wait_for_selector("body[data-status=error]")
-    assert "tokens" in page.text_content("#status")
-    assert p.offsite() == []
+def test_errors_show_as_a_message(on_page, server):
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(f"{server['url']}?a={quote('word ' * 300)}")
+        page.wait_for_selector("body[data-status=error]")
+        assert "tokens" in page.text_content("#status")
+        assert p.offsite() == []
+
+    on_page(body)
+
+
+def test_api_docs_render_offline(on_page, server):
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(server["url"] + "docs")
+        page.wait_for_selector(".opblock", timeout=60000)
+        assert page.locator(".opblock").count() >= 8
+        assert "/api/predict/fill-mask" in page.text_content("body")
+        assert p.offsite() == []
+
+    on_page(body)

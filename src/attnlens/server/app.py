@@ -22,7 +22,8 @@ from typing import Literal, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -90,6 +91,14 @@ class FillMaskOut(BaseModel):
     masked: CaptureOut = Field(..., description="Capture of the masked input, for its attention.")
 
 
+def _docs_assets() -> str | None:
+    """The folder of Swagger UI's files shipped by fastapi-offline, if installed."""
+    try:
+        return str(resources.files("fastapi_offline").joinpath("static"))
+    except ModuleNotFoundError:
+        return None
+
+
 def _static_dir(package: str) -> str:
     return str(resources.files(package).joinpath("static"))
 
@@ -109,7 +118,7 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
         yield
         queue.close()
 
-    app = FastAPI(title="attnlens", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="attnlens", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Capture attention of BERT-style encoders and fetch the views' data.")
     app.state.service = service
     app.state.queue = queue
@@ -135,6 +144,20 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
     def page():
         return FileResponse(Path(_static_dir("attnlens.server")) / "index.html",
                             headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"})
+
+    docs_assets = _docs_assets()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        """Swagger UI from local files (package fastapi-offline), never from a CDN."""
+        if docs_assets is None:
+            return HTMLResponse("<!DOCTYPE html><title>attnlens API</title><p>The interactive API docs need the "
+                                "package fastapi-offline (pip install 'attnlens[server]'). The schema itself is at "
+                                "<a href='/openapi.json'>/openapi.json</a>.</p>")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="attnlens API",
+                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/docs/favicon.png")
 
     @app.get("/api/models", summary="The served models")
     async def models_list() -> list[dict]:
@@ -207,6 +230,8 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
         return FileResponse(target, media_type=REPORT_SUFFIXES[target.suffix.lower()],
                             headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"})
 
+    if docs_assets is not None:
+        app.mount("/static/docs", StaticFiles(directory=docs_assets), name="docs-static")
     app.mount("/static/views", StaticFiles(directory=_static_dir("attnlens.views")), name="views-static")
     app.mount("/static", StaticFiles(directory=_static_dir("attnlens.server")), name="server-static")
     return app
