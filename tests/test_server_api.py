@@ -135,6 +135,17 @@ def test_bad_capture_requests_get_clear_4xx(client, payload, status, words):
     assert words in r.json()["detail"]
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/api/capture", b'{"text_a": "\\ud800 hi"}'),
+    ("/api/capture", b'{"text_a": "ok", "text_b": "\\udfff"}'),
+    ("/api/compare", b'{"left": {"text_a": "\\ud800"}, "right": {"text_a": "b"}}'),
+    ("/api/predict/fill-mask", b'{"model": "tiny-mlm", "text_a": "[MASK] \\ud800"}'),
+])
+def test_lone_surrogates_are_422(client, path, body):
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "Unicode" in r.json()["detail"]
+
+
 def test_body_size_and_broken_json(client):
     r = client.post("/api/capture", content=b'{"text_a": "' + b"a" * 5000 + b'"}', headers={"content-type": "application/json"})
     assert r.status_code == 413 and "4096 bytes" in r.json()["detail"]

@@ -89,6 +89,10 @@ class Service:
                 raise LimitError(413, f"sentence {which} has {len(text)} characters; the limit is {self.limits.max_chars}")
             if not text.strip():
                 raise LimitError(422, f"sentence {which} is empty")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LimitError(422, f"sentence {which} is not valid Unicode text (it has a lone surrogate)") from None
 
     def _check_tokens(self, served: ServedModel, text_a: str, text_b: str | None) -> int:
         lm = served.lm
