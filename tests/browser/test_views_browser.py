@@ -261,3 +261,17 @@ def test_png_of_a_view(browser, pair_page, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
         assert width == 1200 and height > 300
+
+
+def test_single_sentence_page(probe, tmp_path):
+    cap = capture("Attention is all you need.", model=tiny_model("distilbert"))
+    path = tmp_path / "single.html"
+    to_html(cap, path, theme="dark")
+    probe.open(path)
+    page = probe.page
+    assert page.locator('select[aria-label="Sentence filter"]').count() == 0
+    assert probe.state()["theme"] == "dark"
+    for view in ("model", "neuron"):
+        page.click(f"button[data-view={view}]")
+        probe.wait_drawn(view, 1)
+    assert probe.errors == []
