@@ -39,11 +39,26 @@ WORDS = ("i went to the store and then we walked home by the river while it was 
          "so that our dog could run in the park with other dogs for a long time").split()
 
 
-def ensure_npm() -> None:
+def ensure_npm() -> bool:
+    """Install bertviz's front-end libraries from npm once; False (with a note) when that fails."""
     if all((NPM / "node_modules" / rel).is_file() for rel in CDN.values()):
-        return
-    subprocess.run(["npm", "install", "--prefix", str(NPM), "--no-audit", "--no-fund", *NPM_PACKAGES],
-                   check=True, stdout=subprocess.DEVNULL)
+        return True
+    try:
+        subprocess.run(["npm", "install", "--prefix", str(NPM), "--no-audit", "--no-fund", *NPM_PACKAGES],
+                       check=True, stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"note: bertviz baseline skipped, npm install failed ({exc})")
+        return False
+    return True
+
+
+def have_bertviz() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("bertviz") is None:
+        print("note: bertviz baseline skipped: pip install -e '.[bench]' (bertviz==1.4.1)")
+        return False
+    return True
 
 
 def pair_of_length(tokenizer, n: int) -> str:
@@ -156,8 +171,8 @@ def main() -> None:
     from attnlens.views.browser import headless_chromium
     from attnlens.views.html import to_html
 
-    if not args.no_bertviz:
-        ensure_npm()
+    if not args.no_bertviz and not (have_bertviz() and ensure_npm()):
+        args.no_bertviz = True
     lm = load_model()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, headless_chromium() as browser:
