@@ -1,7 +1,8 @@
 """Views at 16, 128 and 512 tokens on the default model, against bertviz 1.4.1 measured in the same run.
 
 For each length: time to build the page, its size, and the time from navigation start until
-the head view and the model view are drawn in headless chromium (file://, network off).
+the head view and the model view are drawn in headless chromium (file://, network off);
+ours: median of 3 builds / 3 fresh page loads each, bertviz: one (it is slow).
 bertviz (a benchmark-only dependency, `pip install -e '.[bench]'`) loads require.js 2.3.6,
 d3 5.7.0 and jQuery from a CDN; here those URLs are answered from the npm packages
 (requirejs 2.3.6, d3 5.7.0, jquery 2.1.0), installed into benchmarks/.npm/ on first run.
@@ -38,11 +39,26 @@ WORDS = ("i went to the store and then we walked home by the river while it was 
          "so that our dog could run in the park with other dogs for a long time").split()
 
 
-def ensure_npm() -> None:
+def ensure_npm() -> bool:
+    """Install bertviz's front-end libraries from npm once; False (with a note) when that fails."""
     if all((NPM / "node_modules" / rel).is_file() for rel in CDN.values()):
-        return
-    subprocess.run(["npm", "install", "--prefix", str(NPM), "--no-audit", "--no-fund", *NPM_PACKAGES],
-                   check=True, stdout=subprocess.DEVNULL)
+        return True
+    try:
+        subprocess.run(["npm", "install", "--prefix", str(NPM), "--no-audit", "--no-fund", *NPM_PACKAGES],
+                       check=True, stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"note: bertviz baseline skipped, npm install failed ({exc})")
+        return False
+    return True
+
+
+def have_bertviz() -> bool:
+    import importlib.util
+
+    if importlib.util.find_spec("bertviz") is None:
+        print("note: bertviz baseline skipped: pip install -e '.[bench]' (bertviz==1.4.1)")
+        return False
+    return True
 
 
 def pair_of_length(tokenizer, n: int) -> str:
@@ -96,8 +112,12 @@ def build_bertviz(cap, which: str, workdir: Path) -> dict:
             "bytes": out.stat().st_size, "path": out}
 
 
-def draw_time(browser, path: Path, predicate: str, fragment: str = "") -> float | None:
-    """Seconds from navigation start until `predicate` (a JS expression) holds; None past the cap."""
+def draw_time(browser, path: Path, predicate: str, fragment: str = "", serve_cdn: bool = False) -> float | None:
+    """Seconds from navigation start until `predicate` (a JS expression) holds; None past the cap.
+
+    serve_cdn: answer bertviz's CDN URLs from the npm packages (request interception on);
+    otherwise no interception, and any request that is not for a file fails the benchmark.
+    """
     page = browser.new_page(viewport={"width": 1280, "height": 900})
 
     def answer(route):
@@ -107,16 +127,29 @@ def draw_time(browser, path: Path, predicate: str, fragment: str = "") -> float 
         else:
             route.abort()
 
-    page.route(lambda url: not url.startswith(("file:", "data:", "blob:")), answer)
+    requests: list[str] = []
+    if serve_cdn:
+        page.route(lambda url: not url.startswith(("file:", "data:", "blob:")), answer)
+    else:
+        page.on("request", lambda r: requests.append(r.url))
+    # the page itself notes the moment the predicate first holds (after each DOM change), so
+    # the figure does not include Playwright's polling delay
+    page.add_init_script(f"""
+        new MutationObserver((_, observer) => {{
+            if (!window.__drawnAt && ({predicate})) {{ window.__drawnAt = performance.now(); observer.disconnect(); }}
+        }}).observe(document, {{ childList: true, subtree: true, attributeFilter: ["data-head-drawn", "data-model-drawn"] }});
+    """)
     try:
         page.goto(path.as_uri() + fragment, wait_until="commit", timeout=DRAW_CAP_S * 1000)
-        handle = page.wait_for_function(f"() => ({predicate}) ? performance.now() : 0", timeout=DRAW_CAP_S * 1000,
-                                        polling=50)
-        return float(handle.json_value()) / 1000
+        handle = page.wait_for_function("() => window.__drawnAt || 0", timeout=DRAW_CAP_S * 1000, polling=100)
+        seconds = float(handle.json_value()) / 1000
     except Exception:  # noqa: BLE001  (a page that never draws within the cap)
-        return None
+        seconds = None
     finally:
         page.close()
+    if not serve_cdn and any(not url.startswith("file:") for url in requests):
+        raise SystemExit(f"the page made a network request: {requests}")
+    return seconds
 
 
 def fmt(x, unit="s"):
@@ -138,8 +171,8 @@ def main() -> None:
     from attnlens.views.browser import headless_chromium
     from attnlens.views.html import to_html
 
-    if not args.no_bertviz:
-        ensure_npm()
+    if not args.no_bertviz and not (have_bertviz() and ensure_npm()):
+        args.no_bertviz = True
     lm = load_model()
     rows = []
     with tempfile.TemporaryDirectory() as tmp, headless_chromium() as browser:
@@ -156,9 +189,11 @@ def main() -> None:
             ours_path = work / "attnlens.html"
             ours_path.write_text(page, encoding="utf-8")
             root = "document.querySelector('.attnlens')"
+            heads = [draw_time(browser, ours_path, f"{root} && {root}.dataset.headDrawn") for _ in range(3)]
+            models = [draw_time(browser, ours_path, f"{root} && {root}.dataset.modelDrawn", "#model") for _ in range(3)]
             ours = {"build_s": statistics.median(builds), "bytes": ours_path.stat().st_size,
-                    "head_s": draw_time(browser, ours_path, f"{root} && {root}.dataset.headDrawn"),
-                    "model_s": draw_time(browser, ours_path, f"{root} && {root}.dataset.modelDrawn", "#model")}
+                    "head_s": None if None in heads else statistics.median(heads),
+                    "model_s": None if None in models else statistics.median(models)}
             row = {"tokens": n, "ours": ours}
             if not args.no_bertviz:
                 lines = cap.num_heads * n * n
@@ -166,7 +201,8 @@ def main() -> None:
                     result = build_bertviz(cap, which, work)
                     if result["status"] == "ok":
                         result["draw_s"] = draw_time(browser, result.pop("path"),
-                                                     f"document.querySelectorAll('line').length >= {expected}")
+                                                     f"document.querySelectorAll('line').length >= {expected}",
+                                                     serve_cdn=True)
                         if result["draw_s"] is None:
                             result["status"] = f"not drawn within {DRAW_CAP_S} s"
                     row[f"bertviz_{which}"] = result

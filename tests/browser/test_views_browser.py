@@ -250,3 +250,28 @@ def test_fetch_source_and_mask_token_hook(browser, default_capture):
     assert page.inner_text(".al-mask-result").count("0.750") == 1
     assert page.locator(".al-mask-result img").count() == 0
     page.close()
+
+
+def test_png_of_a_view(browser, pair_page, tmp_path):
+    from attnlens.views.browser import save_png
+
+    for view in ("head", "neuron"):
+        out = save_png(pair_page, tmp_path / f"{view}.png", view=view, browser=browser)
+        data = out.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        assert width == 1200 and height > 300
+
+
+def test_single_sentence_page(probe, tmp_path):
+    cap = capture("Attention is all you need.", model=tiny_model("distilbert"))
+    path = tmp_path / "single.html"
+    to_html(cap, path, theme="dark")
+    probe.open(path)
+    page = probe.page
+    assert page.locator('select[aria-label="Sentence filter"]').count() == 0
+    assert probe.state()["theme"] == "dark"
+    for view in ("model", "neuron"):
+        page.click(f"button[data-view={view}]")
+        probe.wait_drawn(view, 1)
+    assert probe.errors == []

@@ -44,14 +44,22 @@ def offline(page) -> None:
 
 
 def save_png(html_path: str | Path, png_path: str | Path, *, view: str = "head", width: int = 1200,
-             timeout_s: float = 60.0) -> Path:
-    """Open a page written by to_html, show `view` and save a full-page PNG."""
+             timeout_s: float = 60.0, browser=None) -> Path:
+    """Open a page written by to_html, show `view` and save a full-page PNG.
+
+    browser: a Playwright Browser to use (default: start headless chromium for this call).
+    """
     if view not in ("head", "model", "neuron"):
         raise AttnlensError(f"view must be head, model or neuron, not {view!r}")
     html_path, png_path = Path(html_path).resolve(), Path(png_path)
+    if not html_path.is_file():
+        raise AttnlensError(f"no page at {html_path}")
     png_path.parent.mkdir(parents=True, exist_ok=True)
-    with headless_chromium() as browser:
-        page = browser.new_page(viewport={"width": width, "height": 900})
+    if browser is None:
+        with headless_chromium() as own:
+            return save_png(html_path, png_path, view=view, width=width, timeout_s=timeout_s, browser=own)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    try:
         offline(page)
         page.goto(html_path.as_uri())
         page.wait_for_selector("[data-head-drawn]", timeout=timeout_s * 1000)
@@ -60,4 +68,6 @@ def save_png(html_path: str | Path, png_path: str | Path, *, view: str = "head",
             page.wait_for_selector(f"[data-{view}-drawn]", timeout=timeout_s * 1000)
         page.add_style_tag(content=".attnlens .al-scroll{max-height:none;overflow:visible}")
         page.screenshot(path=str(png_path), full_page=True)
+    finally:
+        page.close()
     return png_path

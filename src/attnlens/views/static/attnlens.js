@@ -71,14 +71,16 @@ async function gunzip(bytes) {
 }
 
 let F16 = null;
-function float16Table() {
+function float16Table() {  // every float16 bit pattern -> its float32 value
   if (F16) return F16;
-  F16 = new Float32Array(65536);
+  const bits = new Uint32Array(65536);
   for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    F16[h] = exp === 0 ? sign * man * 2 ** -24
-      : exp === 31 ? (man ? NaN : sign * Infinity) : sign * (1 + man / 1024) * 2 ** (exp - 15);
+    const sign = (h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp === 31) bits[h] = sign | 0x7f800000 | (man << 13);  // inf / NaN
+    else if (exp !== 0) bits[h] = sign | ((exp + 112) << 23) | (man << 13);  // normal: rebias 15 -> 127
   }
+  F16 = new Float32Array(bits.buffer);
+  for (let man = 1; man < 1024; man++) { F16[man] = man * 2 ** -24; F16[0x8000 | man] = -man * 2 ** -24; }  // subnormal
   return F16;
 }
 
