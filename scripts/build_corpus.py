@@ -139,7 +139,10 @@ CODE_CHARS = set("{}[]=<>;|\\$#*^~`")
 CODE_MARKERS = (">>>", "Traceback (most recent", 'File "', "$ ", "# ", "::", "->", "://", "0x")
 TERMINAL = re.compile(r"[.!?][\"'”’)\]]*$")
 STARTS = re.compile(r"^[\"'“‘(\[]*[A-Za-z0-9]")
-VERSION_NOTE = re.compile(r"^(New in|Deprecated since|Changed in) version [\d.]+\.$")  # hundreds of repeats
+# Boilerplate repeated hundreds of times in the Python docs.
+BOILERPLATE = re.compile(r"^(?:(?:New in|Deprecated since|Changed in) version [\d.]+\.$|Availability: |"
+                         r"This module does not work or is not available on WebAssembly|See WebAssembly platforms)")
+MAX_REPEATS = 3  # an identical sentence is kept at most this many times per source
 
 
 def keep_sentence(sentence: str) -> bool:
@@ -149,7 +152,7 @@ def keep_sentence(sentence: str) -> bool:
         return False
     if not TERMINAL.search(sentence) or not STARTS.match(sentence):
         return False
-    if VERSION_NOTE.match(sentence) or any(marker in sentence for marker in CODE_MARKERS):
+    if BOILERPLATE.match(sentence) or any(marker in sentence for marker in CODE_MARKERS):
         return False
     visible = [c for c in sentence if not c.isspace()]
     letters = sum(c.isalpha() for c in visible)
@@ -184,43 +187,42 @@ def debian_reference() -> list[list[str]]:
 
 
 ENTRY = re.compile(r"^   :(.+?):(?:\s|$)")
+HEADING = re.compile(r"^[A-Za-z0-9]")  # headings start in column 0; prose is indented by 3 spaces
+
+
+def _jargon_paragraph(lines: list[str]) -> str:
+    text = " ".join(lines).strip()
+    text = re.sub(r"^\d+\.\s+", "", text)  # sense numbers: "1. The elementary particle"
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]  # etymology note
+    return re.sub(r"[{}]", "", text)  # cross-references: {bogus}
 
 
 def jargon() -> list[list[str]]:
-    """One document per glossary entry of the Jargon File (from its plain-text rendering)."""
+    """The Jargon File from its plain-text rendering: one document per glossary entry, and one per
+    section of the introduction (Part I) and of the appendices (folklore, portrait; no bibliography)."""
     lines = gzip.decompress(JARGON.read_bytes()).decode("utf-8").splitlines()
-    entries: list[list[str]] = []  # paragraphs per entry
+    documents: list[list[str]] = []  # paragraphs per document
     paragraph: list[str] = []
-    in_glossary = False
+    reading = False  # inside Part I's chapters, a glossary entry, or an appendix
 
     def flush() -> None:
-        if paragraph and entries:
-            text = " ".join(paragraph)
-            text = re.sub(r"^\d+\.\s+", "", text)  # sense numbers: "1. The elementary particle"
-            text = text.strip()
-            if text.startswith("[") and text.endswith("]"):
-                text = text[1:-1]  # etymology note
-            text = re.sub(r"[{}]", "", text)  # cross-references: {bogus}
-            entries[-1].append(text)
+        if paragraph and reading and documents:
+            documents[-1].append(_jargon_paragraph(paragraph))
         paragraph.clear()
 
     for line in lines:
-        entry = ENTRY.match(line)
-        if entry:
+        stripped = line.strip()
+        if ENTRY.match(line) or HEADING.match(line):  # a glossary entry or a section heading
             flush()
-            in_glossary = True
-            entries.append([])
-            continue
-        if in_glossary and line.strip() == "Part III. Appendices":
-            break
-        if not line.strip():
-            flush()
-        elif line.startswith("    "):  # indented: an example, a listing or a quote block
-            flush()
-        elif in_glossary:
-            paragraph.append(line.strip())
+            reading = not stripped.startswith(("Bibliography", "Glossary", "Part II"))
+            documents.append([])
+        elif not stripped or not line.startswith("   ") or line.startswith("    "):
+            flush()  # a blank line, a table row, or an indented example / quote block
+        elif reading:
+            paragraph.append(stripped)
     flush()
-    return [paragraphs_to_document(entry) for entry in entries]
+    return [paragraphs_to_document(doc) for doc in documents]
 
 
 SOURCES = {
@@ -228,6 +230,20 @@ SOURCES = {
     "jargon": jargon,
     "debian-reference": debian_reference,
 }
+
+
+def cap_repeats(documents: list[list[str]], limit: int = MAX_REPEATS) -> list[list[str]]:
+    """Drop the occurrences of a sentence beyond the first ``limit`` (boilerplate), in corpus order."""
+    seen: dict[str, int] = {}
+    capped = []
+    for doc in documents:
+        kept = []
+        for sentence in doc:
+            seen[sentence] = seen.get(sentence, 0) + 1
+            if seen[sentence] <= limit:
+                kept.append(sentence)
+        capped.append(kept)
+    return capped
 
 
 def package_version(package: str) -> str:
@@ -267,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     packages = {"python-docs": "python3.11-doc", "jargon": "jargon-text", "debian-reference": "debian-reference-en"}
     for name, build in SOURCES.items():
-        documents = [doc for doc in build() if len(doc) >= 2]
+        documents = [doc for doc in cap_repeats(build()) if len(doc) >= 2]
         target = args.out / f"{name}.txt.gz"
         write_documents(target, documents)
         sentences = sum(len(doc) for doc in documents)

@@ -295,3 +295,8 @@ def test_build_writes_byte_identical_gzip(tmp_path):
     build.write_documents(tmp_path / "two.txt.gz", DOCS)
     assert (tmp_path / "one.txt.gz").read_bytes() == (tmp_path / "two.txt.gz").read_bytes()
     assert read_documents(tmp_path / "one.txt.gz") == DOCS
+
+
+def test_build_caps_repeated_boilerplate_sentences():
+    docs = [["Same.", "One."], ["Same.", "Two."], ["Same.", "Same.", "Three."]]
+    assert _build_module().cap_repeats(docs, limit=2) == [["Same.", "One."], ["Same.", "Two."], ["Three."]]

@@ -24,7 +24,7 @@ from .errors import AttnlensError
 DATASETS: dict[str, str] = {
     "default": "all shipped sources together (python-docs + jargon + debian-reference)",
     "python-docs": "Python 3.11 documentation prose (PSF licence)",
-    "jargon": "the Jargon File 4.4.7, one entry per document (public domain)",
+    "jargon": "the Jargon File 4.4.7: glossary entries and essay sections (public domain)",
     "debian-reference": "Debian Reference 2.100, one section per document (GPL-2+)",
 }
 SOURCES: tuple[str, ...] = ("python-docs", "jargon", "debian-reference")
