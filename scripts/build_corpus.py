@@ -142,6 +142,10 @@ STARTS = re.compile(r"^[\"'“‘(\[]*[A-Za-z0-9]")
 # Boilerplate repeated hundreds of times in the Python docs.
 BOILERPLATE = re.compile(r"^(?:(?:New in|Deprecated since|Changed in) version [\d.]+\.$|Availability: |"
                          r"This module does not work or is not available on WebAssembly|See WebAssembly platforms)")
+# A paragraph that starts with one of these lowercase words continues text cut by a dropped code block.
+CONTINUATIONS = frozenset("and or but which where will would is are was were to the a an in at on as for of then that "
+                          "when if so by from with into should can could may must also while because than since "
+                          "unless after before it this these".split())
 MAX_REPEATS = 3  # an identical sentence is kept at most this many times per source
 
 
@@ -151,6 +155,8 @@ def keep_sentence(sentence: str) -> bool:
     if not 4 <= len(words) <= 80 or len(sentence) > 500:
         return False
     if not TERMINAL.search(sentence) or not STARTS.match(sentence):
+        return False
+    if words[0] in CONTINUATIONS:
         return False
     if BOILERPLATE.match(sentence) or any(marker in sentence for marker in CODE_MARKERS):
         return False
@@ -193,8 +199,10 @@ HEADING = re.compile(r"^[A-Za-z0-9]")  # headings start in column 0; prose is in
 def _jargon_paragraph(lines: list[str]) -> str:
     text = " ".join(lines).strip()
     text = re.sub(r"^\d+\.\s+", "", text)  # sense numbers: "1. The elementary particle"
+    text = re.sub(r"^(?:n|v|vt|vi|adj|adv|interj|excl)\.\s+", "", text)  # part of speech: "v. To crash"
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]  # etymology note
+    text = re.sub(r"^\[[^\]]{1,60}\]\s+(?=[A-Z])", "", text)  # leading usage tag: "[Usenet] ASCII rendition"
     return re.sub(r"[{}]", "", text)  # cross-references: {bogus}
 
 

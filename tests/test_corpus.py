@@ -283,6 +283,8 @@ def test_build_extracts_prose_documents_from_html(tmp_path):
     ("x = {'a': [1, 2]}; y = x[0] # comment.", False),
     ('Traceback (most recent call last): File "x.py", line 1.', False),
     ("Changed in version 3.2.", False),
+    ("will compile demo.c and produce an extension module.", False),
+    ("args is a tuple containing the arguments to the call.", True),
     ("Changed in version 3.2: Added the timeout parameter.", True),
 ])
 def test_build_keeps_only_prose_sentences(sentence, kept):
