@@ -198,6 +198,10 @@ def test_resolve_corpus_accepts_names_paths_and_iterables(tmp_path):
     docs.write_text("A one.\nA two.\n\nB one.\nB two.\nB three.\n", encoding="utf-8")
     assert resolve_corpus(str(docs)) == [("A one.", "A two."), ("B one.", "B two."), ("B two.", "B three.")]
 
+    singles = tmp_path / "singles.txt"
+    singles.write_text("Only one.\n\nAnother one.\n", encoding="utf-8")
+    assert resolve_corpus(singles) == [("Only one.", None), ("Another one.", None)]
+
     assert resolve_corpus(["Just A.", ("X.", "Y."), ["P.", None], ("Q.",)]) == [
         ("Just A.", None), ("X.", "Y."), ("P.", None), ("Q.", None)]
     assert resolve_corpus(iter([("X.", "Y.")])) == [("X.", "Y.")]

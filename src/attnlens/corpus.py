@@ -198,7 +198,8 @@ def resolve_corpus(corpus, *, seed: int = 0, limit: int | None = None,
     """Turn what a user passed as a corpus into (A, B or None) pairs.
 
     ``corpus``: a DATASETS name; a path to a .tsv file (``A<TAB>B`` per line, no tab -> (A, None)) or
-    to documents (.txt / .txt.gz file or folder -> consecutive sentence pairs); or an iterable of
+    to documents (.txt / .txt.gz file or folder -> consecutive sentence pairs; (A, None) per sentence
+    when every document has a single sentence); or an iterable of
     strings / (A, B) pairs. ``seed``/``limit`` sample pairs from datasets and documents files;
     ``split`` applies to datasets.
     """
@@ -214,7 +215,11 @@ def resolve_corpus(corpus, *, seed: int = 0, limit: int | None = None,
             if not pairs:
                 raise AttnlensError(f"{path}: empty corpus (no lines)")
             return pairs[:limit] if limit is not None else pairs
-        return list(sentence_pairs(read_documents(path), seed=seed, limit=limit))
+        documents = read_documents(path)
+        if all(len(doc) < 2 for doc in documents):  # only one-sentence documents: single sentences
+            singles = [(doc[0], None) for doc in documents]
+            return singles[:limit] if limit is not None else singles
+        return list(sentence_pairs(documents, seed=seed, limit=limit))
     if isinstance(corpus, Iterable):
         pairs = [_pair_from_item(item, i) for i, item in enumerate(corpus)]
         if not pairs:
