@@ -306,3 +306,26 @@ def test_build_writes_byte_identical_gzip(tmp_path):
 def test_build_caps_repeated_boilerplate_sentences():
     docs = [["Same.", "One."], ["Same.", "Two."], ["Same.", "Same.", "Three."]]
     assert _build_module().cap_repeats(docs, limit=2) == [["Same.", "One."], ["Same.", "Two."], ["Three."]]
+
+
+DEBIAN_PAGE = """<html><body>
+<table summary="Navigation header"><tr><td>Chapter 3. Previous and next links here.</td></tr></table>
+<div class="chapter"><div class="titlepage"><h1 class="title">Chapter 3. Booting</h1></div>
+<div class="toc"><p>3.1. A table of contents entry is dropped.</p></div>
+<div class="section"><div class="titlepage"><h2 class="title">3.1. Overview</h2></div>
+<p>The computer boots in stages. Each stage hands over control.</p>
+<table border="0" summary="Tip"><tr><td><p>A tip in an admonition table is kept.</p></td></tr></table>
+<table class="table" summary="List of boot loaders" border="1"><tr><td>GRUB is a boot loader in a data table.</td></tr></table>
+<pre class="screen">$ sudo update-grub. Output is dropped.</pre>
+<div class="section"><div class="titlepage"><h3 class="title">3.1.1. Stage 1</h3></div>
+<p>The firmware runs first of all. It loads the boot loader.</p></div></div></div>
+<table summary="Navigation footer"><tr><td>Next chapter link text is dropped.</td></tr></table></body></html>"""
+
+
+def test_build_extracts_debian_reference_sections(tmp_path):
+    page = tmp_path / "ch03.en.html"
+    page.write_text(DEBIAN_PAGE, encoding="utf-8")
+    assert _build_module().html_documents(page, {1, 2, 3}, None) == [
+        ["The computer boots in stages.", "Each stage hands over control.", "A tip in an admonition table is kept."],
+        ["The firmware runs first of all.", "It loads the boot loader."],
+    ]
