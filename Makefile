@@ -24,6 +24,7 @@ browser:
 
 demo: $(STAMP)
 	$(VENV)/bin/attnlens capture "I went to the store." "At the store, I bought fresh strawberries." -o out/demo_capture.npz
+	$(VENV)/bin/attnlens view "I went to the store." "At the store, I bought fresh strawberries." -o out/demo_view.html
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q

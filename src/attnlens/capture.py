@@ -119,3 +119,22 @@ class Capture:
             meta=header.get("meta", {}),
             **arrays,
         )
+
+    # ---- views (thin: the work is in attnlens.views) ----------------------------------
+    def head_view(self, layer: int | None = None, **kwargs):
+        """Jupyter widget: the head view (needs the `jupyter` extra)."""
+        from .views.widget import head_view  # noqa: PLC0415
+
+        return head_view(self, layer=layer, **kwargs)
+
+    def model_view(self, **kwargs):
+        """Jupyter widget: every layer x head as a thumbnail (needs the `jupyter` extra)."""
+        from .views.widget import model_view  # noqa: PLC0415
+
+        return model_view(self, **kwargs)
+
+    def neuron_view(self, layer: int = 0, head: int = 0, **kwargs):
+        """Jupyter widget: q, k, q x k, q.k and softmax of one head (needs the `jupyter` extra)."""
+        from .views.widget import neuron_view  # noqa: PLC0415
+
+        return neuron_view(self, layer=layer, head=head, **kwargs)

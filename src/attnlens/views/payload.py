@@ -1,0 +1,193 @@
+"""The one serializer from a Capture to what every front-end host receives.
+
+A payload is ``(meta, buffers)``:
+
+* ``meta`` - a JSON-able dict: format tag, model name, the two sentences, the counts
+  (layers, heads, tokens, d_head), the token metadata (tokens, segment ids, word ids,
+  special mask) and, for each buffer, its dtype, shape and encoding.
+* ``buffers`` - ``{name: bytes}``, one per layer and kind, so a host can load (or a
+  server can send) one layer at a time:
+
+  ``queries/<layer>``    float16 [head, token, d_head]
+  ``keys/<layer>``       float16 [head, token, d_head]
+  ``thumbs/<layer>``     uint8   [head, n, n]  model-view thumbnails: the maximum weight of
+                         each block of queries x keys (block edges floor(k * T / n),
+                         n = min(T, THUMB_SIZE)), coded like attention below
+  ``attention/<layer>``  uint8   [head, query, key]  only when ``attention_code`` is
+                         ``"sqrt-uint8"``: v = round(255 * sqrt(weight)), weight ~= (v / 255) ** 2
+
+Attention weights are softmax(q . k / sqrt(d_head)) of the shipped q/k whenever that
+reproduces the capture's own weights (``attention_code: "qk"``, checked on sampled rows,
+the largest difference found is ``attention_error``): the page then carries no T x T
+arrays at all and computes each layer when it is drawn. Otherwise (attention that is not
+a plain softmax of q.k) the weights are shipped as sqrt-coded uint8, which keeps small
+weights distinguishable: a decoded weight ``w`` is off by at most
+``sqrt(w) / 255 + 1 / 255**2 / 4``.
+Buffers are gzip'd (``encoding: "gzip"``, undone in the browser by ``DecompressionStream``)
+when that saves at least a tenth of their size; little-endian throughout.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import numpy as np
+
+from ..capture import Capture
+from ..errors import AttnlensError
+
+FORMAT = "attnlens.view/1"
+ATTENTION_LEVELS = 255
+
+
+def quantize_attention(weights: np.ndarray) -> np.ndarray:
+    """float weights in [0, 1] -> uint8 codes round(255 * sqrt(w))."""
+    clipped = np.clip(np.asarray(weights, dtype=np.float32), 0.0, 1.0)
+    return np.rint(np.sqrt(clipped) * ATTENTION_LEVELS).astype(np.uint8)
+
+
+def dequantize_attention(codes: np.ndarray) -> np.ndarray:
+    """uint8 codes -> float32 weights (v / 255) ** 2."""
+    return np.square(codes.astype(np.float32) / ATTENTION_LEVELS)
+
+
+def attention_error_bound(weights: np.ndarray) -> np.ndarray:
+    """Largest possible |decoded - weight| for each weight (the quantization step)."""
+    return np.sqrt(np.clip(weights, 0.0, 1.0)) / ATTENTION_LEVELS + 0.25 / ATTENTION_LEVELS ** 2
+
+
+def _gzip(data: bytes, level: int) -> bytes:
+    packer = zlib.compressobj(level, zlib.DEFLATED, 31)  # wbits 31: gzip container, no timestamp
+    return packer.compress(data) + packer.flush()
+
+
+def _to_float16(x: np.ndarray, what: str) -> np.ndarray:
+    if not np.all(np.isfinite(x)):
+        raise AttnlensError(f"the capture's {what} contain NaN or infinite values")
+    return np.clip(x, -65504.0, 65504.0).astype("<f2")
+
+
+def _check(cap: Capture) -> None:
+    n_layers, n_heads, t = cap.num_layers, cap.num_heads, cap.num_tokens
+    if t == 0:
+        raise AttnlensError("the capture has no tokens")
+    if cap.attentions.shape != (n_layers, n_heads, t, t):
+        raise AttnlensError(f"attentions have shape {cap.attentions.shape}, expected {(n_layers, n_heads, t, t)}")
+    for name in ("queries", "keys"):
+        shape = getattr(cap, name).shape
+        if shape[:3] != (n_layers, n_heads, t) or len(shape) != 4:
+            raise AttnlensError(f"{name} have shape {shape}, expected ({n_layers}, {n_heads}, {t}, d_head)")
+    for name in ("segment_ids", "word_ids", "special_mask"):
+        if len(getattr(cap, name)) != t:
+            raise AttnlensError(f"{name} has {len(getattr(cap, name))} entries for {t} tokens")
+
+
+def softmax_qk(q: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """softmax(q . k / sqrt(d)) over the last axis; q: [..., Tq, D], k: [..., Tk, D] -> [..., Tq, Tk]."""
+    scores = np.matmul(q.astype(np.float64), np.swapaxes(k.astype(np.float64), -1, -2)) / np.sqrt(q.shape[-1])
+    scores -= scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores)
+    return weights / weights.sum(axis=-1, keepdims=True)
+
+
+def qk_attention_error(cap: Capture, rows: int = 16) -> float:
+    """Largest |softmax(q16 . k16 / sqrt(d)) - capture weight| over `rows` sampled query rows per head."""
+    picks = np.unique(np.linspace(0, cap.num_tokens - 1, min(rows, cap.num_tokens)).astype(int))
+    q16 = cap.queries[:, :, picks].astype(np.float16)  # [L, H, rows, D]
+    k16 = cap.keys.astype(np.float16)  # [L, H, T, D]
+    derived = softmax_qk(q16, k16)  # [L, H, rows, T]
+    return float(np.abs(derived - cap.attentions[:, :, picks]).max())
+
+
+QK_TOLERANCE = 0.01
+THUMB_SIZE = 96
+
+
+def block_max(weights: np.ndarray, n: int) -> np.ndarray:
+    """Max-pool the last two axes [.., T, T] into n x n blocks with edges floor(k * T / n)."""
+    t = weights.shape[-1]
+    edges = (np.arange(n) * t) // n
+    pooled = np.maximum.reduceat(weights, edges, axis=-1)  # [..., T, n]
+    return np.maximum.reduceat(pooled, edges, axis=-2)  # [..., n, n]
+
+
+def build_payload(cap: Capture, *, attention: str = "auto", compress: bool = True,
+                  level: int = 1) -> tuple[dict, dict[str, bytes]]:
+    """Serialize a Capture into ``(meta, buffers)`` (see the module docstring).
+
+    attention: "auto" (derive from q/k when that reproduces the capture to within
+    QK_TOLERANCE, else ship uint8), "qk" or "uint8".
+    """
+    _check(cap)
+    if attention not in ("auto", "qk", "uint8"):
+        raise AttnlensError(f"attention must be 'auto', 'qk' or 'uint8', not {attention!r}")
+    queries = _to_float16(cap.queries, "queries")  # [L, H, T, D]
+    keys = _to_float16(cap.keys, "keys")  # [L, H, T, D]
+    error = qk_attention_error(cap) if attention != "uint8" else None
+    if attention == "qk" or (attention == "auto" and error is not None and error <= QK_TOLERANCE):
+        code = "qk"
+    else:
+        code = "sqrt-uint8"
+    buffers: dict[str, bytes] = {}
+    entries: dict[str, dict] = {}
+    n_layers, n_heads, t, d = cap.num_layers, cap.num_heads, cap.num_tokens, cap.d_head
+    thumb = min(t, THUMB_SIZE)
+    for layer in range(n_layers):
+        arrays = {
+            f"queries/{layer}": queries[layer],  # [head, token, d_head]
+            f"keys/{layer}": keys[layer],  # [head, token, d_head]
+        }
+        arrays[f"thumbs/{layer}"] = quantize_attention(block_max(cap.attentions[layer], thumb))  # [head, n, n]
+        if code == "sqrt-uint8":
+            arrays[f"attention/{layer}"] = quantize_attention(cap.attentions[layer])  # [head, query, key]
+        for name, array in arrays.items():
+            raw = np.ascontiguousarray(array).tobytes()
+            packed = _gzip(raw, level) if compress else raw
+            encoding = "gzip" if compress and len(packed) <= 0.9 * len(raw) else "raw"
+            buffers[name] = packed if encoding == "gzip" else raw
+            entries[name] = {"dtype": "uint8" if array.dtype == np.uint8 else "float16",
+                             "shape": list(array.shape), "encoding": encoding, "nbytes": len(raw)}
+    meta = {
+        "format": FORMAT,
+        "model_name": str(cap.model_name),
+        "text_a": str(cap.text_a),
+        "text_b": None if cap.text_b is None else str(cap.text_b),
+        "is_pair": bool(cap.is_pair),
+        "num_layers": n_layers,
+        "num_heads": n_heads,
+        "num_tokens": t,
+        "d_head": d,
+        "tokens": [str(tok) for tok in cap.tokens],
+        "segment_ids": [int(s) for s in cap.segment_ids],
+        "word_ids": [int(w) for w in cap.word_ids],
+        "special": [bool(s) for s in cap.special_mask],
+        "attention_code": code,
+        "attention_error": error,
+        "thumb_size": thumb,
+        "buffers": entries,
+    }
+    return meta, buffers
+
+
+def decode_buffer(meta: dict, buffers: dict[str, bytes], name: str) -> np.ndarray:
+    """One buffer back as a numpy array (attention decoded to float32 weights)."""
+    entry = meta["buffers"][name]
+    data = buffers[name]
+    if entry["encoding"] == "gzip":
+        data = gzip.decompress(data)
+    array = np.frombuffer(data, dtype=np.uint8 if entry["dtype"] == "uint8" else "<f2").reshape(entry["shape"])
+    return dequantize_attention(array) if entry["dtype"] == "uint8" else array.astype(np.float32)
+
+
+def decode_payload(meta: dict, buffers: dict[str, bytes]) -> dict[str, np.ndarray]:
+    """What a page sees, all layers stacked: attentions [L, H, T, T] (decoded, or derived
+    from q/k as the page does), queries / keys [L, H, T, D] (float32)."""
+    layers = range(meta["num_layers"])
+    out = {kind: np.stack([decode_buffer(meta, buffers, f"{kind}/{layer}") for layer in layers])
+           for kind in ("queries", "keys")}
+    if meta["attention_code"] == "qk":
+        out["attentions"] = softmax_qk(out["queries"], out["keys"]).astype(np.float32)
+    else:
+        out["attentions"] = np.stack([decode_buffer(meta, buffers, f"attention/{layer}") for layer in layers])
+    return out

@@ -1,0 +1,107 @@
+"""Plain-text renderings of the three views (for the CLI, logs and exact comparisons in tests).
+
+Numbers come straight from the Capture (float32), not from the quantized payload.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..capture import Capture
+from ..errors import AttnlensError
+
+FILTERS = {"all": (None, None), "AA": (0, 0), "AB": (0, 1), "BA": (1, 0), "BB": (1, 1)}
+
+
+def _label(cap: Capture, i: int, width: int = 14) -> str:
+    text = f"{i} {cap.tokens[i]}"
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _filter_masks(cap: Capture, pair_filter: str) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the query rows and key columns a sentence-pair filter keeps."""
+    if pair_filter not in FILTERS:
+        raise AttnlensError(f"filter must be one of {', '.join(FILTERS)}, not {pair_filter!r}")
+    src, dst = FILTERS[pair_filter]
+    if src is not None and not cap.is_pair:
+        raise AttnlensError(f"filter {pair_filter} needs a sentence pair")
+    seg = np.asarray(cap.segment_ids)
+    rows = np.ones(cap.num_tokens, bool) if src is None else seg == src  # [T]
+    cols = np.ones(cap.num_tokens, bool) if dst is None else seg == dst  # [T]
+    return rows, cols
+
+
+def _check_heads(cap: Capture, layer: int, heads) -> list[int]:
+    cap.check_layer_head(layer, 0)
+    heads = list(range(cap.num_heads)) if heads is None else [int(h) for h in heads]
+    if not heads:
+        raise AttnlensError("no heads selected")
+    for head in heads:
+        cap.check_layer_head(layer, head)
+    return heads
+
+
+def head_view_text(cap: Capture, layer: int = 0, heads=None, *, pair_filter: str = "all", top: int = 3,
+                   threshold: float = 0.05) -> str:
+    """For each query token, the keys it attends to most (weight averaged over `heads`)."""
+    heads = _check_heads(cap, layer, heads)
+    rows, cols = _filter_masks(cap, pair_filter)
+    weights = cap.attentions[layer, heads].mean(axis=0)  # [query, key]
+    shown = "all" if len(heads) == cap.num_heads else ",".join(map(str, heads))
+    lines = [f"head view: layer {layer}, heads {shown}, filter {pair_filter}, top {top} keys with weight >= {threshold:g}"]
+    for i in np.flatnonzero(rows):
+        w = np.where(cols, weights[i], -1.0)  # [key]
+        order = [j for j in np.argsort(-w, kind="stable")[:top] if w[j] >= threshold]
+        targets = "  ".join(f"{_label(cap, j, 999)} {w[j]:.2f}" for j in order) or "-"
+        lines.append(f"{_label(cap, i):<14} -> {targets}")
+    return "\n".join(lines)
+
+
+def _head_digest(att: np.ndarray, tokens: list[str]) -> str:
+    """Where one head's strongest weight usually goes: a fixed position or a fixed offset."""
+    t = att.shape[0]
+    best = att.argmax(axis=1)  # [query]
+    positions, pos_counts = np.unique(best, return_counts=True)
+    offsets, off_counts = np.unique(best - np.arange(t), return_counts=True)
+    mean_max = float(att.max(axis=1).mean())
+    if pos_counts.max() >= off_counts.max():
+        j = int(positions[pos_counts.argmax()])
+        where, share = f"@{tokens[j]}", pos_counts.max() / t
+    else:
+        where, share = f"{int(offsets[off_counts.argmax()]):+d}", off_counts.max() / t
+    return f"{where[:8]} {share:.0%} {mean_max:.2f}"
+
+
+def model_view_text(cap: Capture) -> str:
+    """One cell per layer x head: where its strongest weight usually goes (a token `@tok`
+    or an offset `+1`/`-1`), for what share of the queries, and the mean strongest weight."""
+    width = 18
+    header = "     " + "".join(f"H{h:<{width - 1}}" for h in range(cap.num_heads))
+    lines = ["model view: per head, the usual target of the strongest weight, share of queries, mean strongest weight",
+             header.rstrip()]
+    for layer in range(cap.num_layers):
+        cells = [_head_digest(cap.attentions[layer, head], cap.tokens) for head in range(cap.num_heads)]
+        lines.append((f"L{layer:<4}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
+    return "\n".join(lines)
+
+
+def neuron_view_text(cap: Capture, layer: int, head: int, query: int, *, dims: int = 3) -> str:
+    """For one query token: q, then per key q.k, q.k/sqrt(d), the softmax weight and the
+    dimensions of q x k that contribute most."""
+    cap.check_layer_head(layer, head)
+    if not 0 <= query < cap.num_tokens:
+        raise AttnlensError(f"token {query} is out of range: the input has tokens 0..{cap.num_tokens - 1}")
+    q = cap.queries[layer, head, query].astype(np.float64)  # [D]
+    k = cap.keys[layer, head].astype(np.float64)  # [key, D]
+    products = k * q  # [key, D]
+    dots = products.sum(axis=1)  # [key]
+    scaled = dots / np.sqrt(cap.d_head)  # [key]
+    weights = cap.attentions[layer, head, query]  # [key]
+    lines = [f"neuron view: layer {layer}, head {head}, query {_label(cap, query, 999)}, d_head {cap.d_head}",
+             "q = [" + " ".join(f"{v:.3f}" for v in q) + "]",
+             f"{'key':<14} {'q.k':>9} {'q.k/sqrt(d)':>12} {'softmax':>8}  top q x k dims"]
+    for j in range(cap.num_tokens):
+        top = np.argsort(-np.abs(products[j]), kind="stable")[:dims]
+        contrib = " ".join(f"{d}:{products[j, d]:+.3f}" for d in top)
+        lines.append(f"{_label(cap, j):<14} {dots[j]:>9.3f} {scaled[j]:>12.3f} {weights[j]:>8.3f}  {contrib}")
+    return "\n".join(lines)
