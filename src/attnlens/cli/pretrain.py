@@ -74,3 +74,19 @@ def nsp_cmd(
 
     p = next_sentence_probability(sentence_a, sentence_b, model=model)
     typer.echo(f"IsNext {p:.3f}  NotNext {1 - p:.3f}")
+
+
+@app.command("emergence")
+@user_errors
+def emergence_cmd(
+    run_dir: str = typer.Argument(..., help="A run folder written by `attnlens pretrain`."),
+    limit: int = typer.Option(300, "--limit", help="Held-out sentence pairs scored per checkpoint."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for emergence.png/.html/.json (default RUN_DIR)."),
+):
+    """Run the atlas on every checkpoint of a run: each pattern's best head against the training step."""
+    from ..pretraining.emergence import emergence, write_emergence  # noqa: PLC0415
+
+    result = emergence(run_dir, limit=limit)
+    typer.echo(result.summary())
+    for path in write_emergence(result, out or run_dir).values():
+        typer.echo(f"saved {path}")
