@@ -1,3 +1,4 @@
 """Imports every command module so each registers its commands on the shared app."""
 
 from . import capture  # noqa: F401
+from . import atlas  # noqa: F401
