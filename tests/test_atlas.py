@@ -73,12 +73,14 @@ def test_bad_input(tiny_bert, tmp_path):
     empty.write_text("\n\n")
     with pytest.raises(AttnlensError, match="empty"):
         atlas(str(empty), model=tiny_bert, progress=False)
-    with pytest.raises(AttnlensError, match="no corpus file or dataset"):
+    with pytest.raises(AttnlensError, match="neither a dataset"):
         atlas(str(tmp_path / "missing.txt"), model=tiny_bert, progress=False)
     long_line = " ".join(["word"] * 100)  # the tiny model takes 64 positions
-    result = atlas([PAIR, long_line, ("", None), (PAIR[0], 3)], model=tiny_bert, progress=False)
+    result = atlas([PAIR, long_line, (long_line, "and B")], model=tiny_bert, progress=False)
     assert result.inputs == 1
-    assert result.skipped == {"longer than 64 tokens": 1, "empty or not text": 2}
+    assert result.skipped == {"longer than 64 tokens": 2}
+    with pytest.raises(AttnlensError, match="corpus item 1"):
+        atlas([PAIR, ("", None)], model=tiny_bert, progress=False)
     with pytest.raises(AttnlensError, match="no usable input"):
         atlas([long_line], model=tiny_bert, progress=False)
     with pytest.raises(AttnlensError, match="unknown pattern"):
@@ -89,15 +91,29 @@ def test_bad_input(tiny_bert, tmp_path):
         explain(PAIRS, 0, 9, model=tiny_bert)
     with pytest.raises(AttnlensError, match="limit"):
         resolve_pairs(PAIRS, 0)
+    with pytest.raises(AttnlensError, match="NUL byte|UTF-8"):
+        bin_file = tmp_path / "model.bin"
+        bin_file.write_bytes(b"\x00\x01\x02")
+        atlas(str(bin_file), model=tiny_bert, progress=False)
 
 
-def test_corpus_file_with_pairs(tiny_bert, tmp_path):
-    path = tmp_path / "pairs.txt"
+def test_corpus_files_of_pairs_and_documents(tiny_bert, tmp_path):
+    path = tmp_path / "pairs.tsv"
     path.write_text("I went to the store.\tAt the store, I bought fresh strawberries.\nOne sentence.\n", encoding="utf-8")
     pairs, _ = resolve_pairs(str(path))
     assert pairs[0] == PAIR and pairs[1][1] is None
     result = atlas(str(path), model=tiny_bert, progress=False, limit=1)
     assert result.inputs == 1
+    docs = tmp_path / "docs.txt"
+    docs.write_text("I went to the store.\nI bought fresh strawberries.\nThey were red.\n\nA new document.\nIt ends.\n")
+    result = atlas(str(docs), model=tiny_bert, progress=False)
+    assert result.inputs == 3  # consecutive sentence pairs within documents
+
+
+def test_default_dataset_sample(tiny_bert):
+    pairs, name = resolve_pairs(None, 5)
+    assert name == "default" and len(pairs) == 5 and all(isinstance(b, str) for _, b in pairs)
+    assert atlas(None, model=tiny_bert, limit=5, progress=False).inputs == 5
 
 
 def test_causal_checks_on_the_default_model(default_model):

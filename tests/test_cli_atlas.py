@@ -22,7 +22,7 @@ def model_dir(tmp_path_factory):
 
 
 def test_atlas_command_writes_the_report(model_dir, tmp_path):
-    corpus = tmp_path / "pairs.txt"
+    corpus = tmp_path / "pairs.tsv"
     corpus.write_text(f"{PAIR[0]}\t{PAIR[1]}\nThe cat sat on the mat.\tIt was sunny.\n", encoding="utf-8")
     out = tmp_path / "atlas"
     result = runner.invoke(app, ["atlas", "--corpus", str(corpus), "--model", model_dir, "-o", str(out),
@@ -36,6 +36,8 @@ def test_atlas_command_writes_the_report(model_dir, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["atlas", "--corpus", "/nonexistent/pairs.txt"], "no corpus file"),
+    (["atlas", "--dataset", "nope"], "neither a dataset"),
+    (["atlas", "--limit", "-3"], "--limit"),
     (["atlas", "--corpus", "a.txt", "--dataset", "default"], "not both"),
     (["explain", "--layer", "0", "--head", "0", "--pattern", "nope", "Hi there."], "unknown pattern"),
 ])

@@ -149,55 +149,24 @@ class Atlas:
 
 
 # ---- reading the corpus ------------------------------------------------------------------
-def _read_pairs_file(path: Path) -> list[Pair]:
-    """Fallback reader: one input per line, `sentence A<TAB>sentence B` or a single sentence."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AttnlensError(f"{path} is not UTF-8 text (undecodable byte at offset {exc.start})") from None
-    pairs: list[Pair] = []
-    for line in text.splitlines():
-        if line.strip():
-            a, _, b = line.partition("\t")
-            pairs.append((a, b if b.strip() else None))
-    return pairs
+def resolve_pairs(corpus, limit: int | None = None, *, seed: int = 0) -> tuple[list[Pair], str]:
+    """(pairs, a name for the corpus) from a dataset name, a file path or an iterable of inputs.
 
+    Resolution is attnlens.corpus.resolve_corpus's: a dataset name or a documents file gives
+    consecutive sentence pairs (with `limit`, a deterministic sample of `limit` of them); a
+    .tsv file or an iterable gives its pairs in order (with `limit`, the first `limit`).
+    """
+    from .corpus import resolve_corpus  # noqa: PLC0415
 
-def resolve_pairs(corpus, limit: int | None = None) -> tuple[list[Pair], str]:
-    """(pairs, a name for the corpus) from a dataset name, a file path or an iterable of inputs."""
     if corpus is None:
         corpus = DEFAULT_DATASET
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise AttnlensError(f"limit must be a positive integer, got {limit!r}")
     name = str(corpus) if isinstance(corpus, (str, Path)) else "iterable"
-    try:
-        from .corpus import resolve_corpus  # noqa: PLC0415
-    except ImportError:
-        resolve_corpus = None
-    if resolve_corpus is not None:
-        try:
-            pairs = resolve_corpus(corpus)
-        except UnicodeDecodeError as exc:
-            raise AttnlensError(f"{name} is not UTF-8 text (undecodable byte at offset {exc.start})") from None
-    elif isinstance(corpus, (str, Path)):
-        path = Path(corpus).expanduser()
-        if path.is_file():
-            pairs = _read_pairs_file(path)
-        elif path.is_dir():
-            raise AttnlensError(f"{corpus} is a folder; give a text file of sentence pairs")
-        else:
-            raise AttnlensError(f"no corpus file or dataset called {corpus!r}")
-    else:
-        try:
-            pairs = [(p, None) if isinstance(p, str) else p for p in corpus]
-        except TypeError:
-            raise AttnlensError(f"corpus must be a dataset name, a path or an iterable of pairs, not {type(corpus).__name__}") from None
-    if limit is not None:
-        if limit < 1:
-            raise AttnlensError(f"limit must be at least 1, got {limit}")
-        pairs = list(pairs)[:limit]
-    pairs = list(pairs)
+    pairs = resolve_corpus(corpus, seed=seed, limit=limit)
     if not pairs:
         raise AttnlensError(f"the corpus {name} is empty: no sentence pairs to score")
-    return pairs, name
+    return list(pairs), name
 
 
 def _valid(item) -> Pair | None:
@@ -295,8 +264,8 @@ def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "
     check_level(level)
     if batch_size < 1:
         raise AttnlensError(f"batch_size must be at least 1, got {batch_size}")
+    pairs, corpus_name = resolve_pairs(corpus, limit, seed=seed)
     lm = resolve_model(model)
-    pairs, corpus_name = resolve_pairs(corpus, limit)
     if ray:
         from .atlas_ray import score_pairs_ray  # noqa: PLC0415
 

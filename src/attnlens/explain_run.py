@@ -13,7 +13,8 @@ from .record import capture_batch, resolve_model
 EXPLAIN_LIMIT = 64
 
 
-def _captures(source, model, limit: int) -> list[Capture]:
+def captures_of(source, model, limit: int) -> list[Capture]:
+    """The Captures to explain: given ones, or the first `limit` usable inputs of a corpus, captured."""
     if isinstance(source, Capture):
         return [source]
     if isinstance(source, (list, tuple)) and source and all(isinstance(c, Capture) for c in source):
@@ -52,7 +53,7 @@ def explain(source, layer: int, head: int, pattern: str | None = None, *, model=
     """
     if pattern is not None:
         get_pattern(pattern)
-    captures = _captures(source, model, limit)
+    captures = captures_of(source, model, limit)
     captures[0].check_layer_head(layer, head)
     if pattern is None:
         pattern = best_pattern(captures, layer, head)

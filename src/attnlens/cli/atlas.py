@@ -12,11 +12,11 @@ from .app import ModelOpt, app, user_errors
 @app.command("atlas")
 @user_errors
 def atlas_cmd(
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Text file of inputs: 'sentence A<TAB>sentence B' or one sentence per line."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Documents (.txt/.txt.gz: one sentence per line, blank line between documents; or a folder of them) or pairs (.tsv: 'sentence A<TAB>sentence B')."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="A corpus shipped with attnlens (default: 'default')."),
     model: Optional[str] = ModelOpt,
     output: str = typer.Option("out/atlas", "--output", "-o", help="Folder for the scores, plots and report.html."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Score only the first N inputs."),
+    limit: int = typer.Option(2000, "--limit", help="Score N inputs (a fixed sample of a dataset or documents; the first N of a .tsv); 0 = all."),
     level: str = typer.Option("token", "--level", help="token, or word (attention to a word = sum of its pieces, from = mean)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Inputs per forward pass."),
     use_ray: bool = typer.Option(False, "--ray", help="Score shards of the corpus as Ray tasks (pip install 'attnlens[ray]')."),
@@ -30,6 +30,7 @@ def atlas_cmd(
     from ..atlas_run import atlas, resolve_pairs  # noqa: PLC0415
     from ..causal import causal_checks  # noqa: PLC0415
     from ..errors import AttnlensError  # noqa: PLC0415
+    from ..explain_run import EXPLAIN_LIMIT, captures_of  # noqa: PLC0415
     from ..explain_run import explain as explain_head  # noqa: PLC0415
     from ..patterns.scores import LABEL_PATTERNS  # noqa: PLC0415
     from ..record import capture, resolve_model  # noqa: PLC0415
@@ -39,25 +40,29 @@ def atlas_cmd(
     if corpus:
         from pathlib import Path  # noqa: PLC0415
 
-        if not Path(corpus).expanduser().is_file():
+        if not Path(corpus).expanduser().exists():
             raise AttnlensError(f"no corpus file at {corpus}")
+    if limit < 0:
+        raise AttnlensError(f"--limit must be 0 (all) or more, got {limit}")
+    limit = limit or None
     if check_limit < 1:
         raise AttnlensError(f"--check-limit must be at least 1, got {check_limit}")
-    source = corpus or dataset
+    pairs, corpus_name = resolve_pairs(corpus or dataset, limit)
     lm = resolve_model(model)
-    result = atlas(source, model=lm, level=level, batch_size=batch_size, limit=limit, progress=progress,
-                   ray=use_ray, shards=shards)
+    result = atlas(pairs, model=lm, level=level, batch_size=batch_size, progress=progress, ray=use_ray, shards=shards)
+    result.corpus_name = corpus_name
     typer.echo(result.summary())
     explanations = []
     report = None
-    if explain or causal:
-        pairs, _ = resolve_pairs(source, min(check_limit, limit) if limit else check_limit)
+    step = max(1, len(pairs) // check_limit)
+    check_pairs = pairs[::step][:check_limit]  # spread over the whole corpus sample
     if explain:
         typer.echo("\nexplanations (top head per pattern):")
+        captures = captures_of(check_pairs, lm, EXPLAIN_LIMIT)  # captured once, explained per head
         for name in LABEL_PATTERNS:
             layer, head, score = result.top(name, 1)[0]
             try:
-                ex = explain_head(pairs, layer, head, name, model=lm, limit=check_limit)
+                ex = explain_head(captures, layer, head, name)
             except AttnlensError as exc:
                 typer.echo(f"  {name:26s} L{layer} H{head}: not explained ({exc})")
                 continue
@@ -65,7 +70,7 @@ def atlas_cmd(
             typer.echo(f"  {name:26s} L{layer} H{head} score {score:.2f}: {ex.dims_for_80} of {ex.contributions.size} dims "
                        f"carry 80% of the gap, stability {ex.stability:.2f} -> {ex.kind}")
     if causal:
-        report = causal_checks(pairs, model=lm, level=level, batch_size=batch_size)
+        report = causal_checks(check_pairs, model=lm, level=level, batch_size=batch_size, limit=None)
         typer.echo("\n" + report.text())
     example = capture("I went to the store.", "At the store, I bought fresh strawberries.", model=lm)
     path = result.save(output, example=example, explanations=explanations, causal=report)
