@@ -58,7 +58,7 @@ def test_shifted_identity_is_a_perfect_next_token_head():
 
 
 def test_next_token_is_defined_within_sentences_only():
-    _, defined = get_pattern("next_token").score(shifted(+1)[None], make_layout())
+    _, defined = get_pattern("next_token").score(shifted(+1)[None, None], make_layout())
     # text tokens followed by a text token of the same sentence: the, cat, saw, the | straw, ##berries, the
     assert np.flatnonzero(defined).tolist() == [1, 2, 3, 4, 7, 8, 9]
 
@@ -79,14 +79,14 @@ def test_bag_of_words_is_the_overlap_with_an_even_spread_over_the_own_sentence()
         own[i, members] = 1.0 / len(members)
     assert corpus_score(own, "bag_of_words") == pytest.approx(1.0)
     # all attention on one token of the own sentence: 1/n for a sentence of n text tokens
-    values, defined = get_pattern("bag_of_words").score(np.eye(T)[None], make_layout())
-    assert values[0, 1] == pytest.approx(1 / 5) and values[0, 7] == pytest.approx(1 / 4)
+    values, defined = get_pattern("bag_of_words").score(np.eye(T)[None, None], make_layout())
+    assert values[0, 0, 1] == pytest.approx(1 / 5) and values[0, 0, 7] == pytest.approx(1 / 4)
     assert not defined[0] and not defined[6]
     # all attention on the other sentence: 0
     other = np.zeros((T, T))
     other[:, 5] = 1.0  # 'dog' is in sentence A; queries of sentence B score 0, those of A 1/5
-    values, _ = get_pattern("bag_of_words").score(other[None], make_layout())
-    assert values[0, 9] == 0.0 and values[0, 1] == pytest.approx(1 / 5)
+    values, _ = get_pattern("bag_of_words").score(other[None, None], make_layout())
+    assert values[0, 0, 9] == 0.0 and values[0, 0, 1] == pytest.approx(1 / 5)
 
 
 def test_same_token_includes_itself_and_other_sentence_excludes_own():
@@ -95,22 +95,22 @@ def test_same_token_includes_itself_and_other_sentence_excludes_own():
         same[i, IDS == IDS[i]] = 1.0
     same /= same.sum(axis=1, keepdims=True)
     assert corpus_score(same, "same_token") == pytest.approx(1.0)
-    values, defined = get_pattern("same_token").score(same[None], make_layout())
+    values, defined = get_pattern("same_token").score(same[None, None], make_layout())
     # defined for tokens occurring twice or more: the x3, cat x2
     assert np.flatnonzero(defined).tolist() == [1, 2, 4, 9, 10]
-    values, defined = get_pattern("same_token_other_sentence").score(same[None], make_layout())
+    values, defined = get_pattern("same_token_other_sentence").score(same[None, None], make_layout())
     assert np.flatnonzero(defined).tolist() == [1, 2, 4, 9, 10]
-    assert values[0, 1] == pytest.approx(1 / 3)  # 'the' in A: one of its three occurrences is in B
-    assert values[0, 9] == pytest.approx(2 / 3)  # 'the' in B: two of three are in A
+    assert values[0, 0, 1] == pytest.approx(1 / 3)  # 'the' in A: one of its three occurrences is in B
+    assert values[0, 0, 9] == pytest.approx(2 / 3)  # 'the' in B: two of three are in A
 
 
 def test_same_word_pieces_excludes_itself():
     pieces = np.eye(T)
     pieces[7] = 0.0
     pieces[7, 8] = 1.0  # straw -> ##berries; ##berries attends to itself
-    values, defined = get_pattern("same_word_pieces").score(pieces[None], make_layout())
+    values, defined = get_pattern("same_word_pieces").score(pieces[None, None], make_layout())
     assert np.flatnonzero(defined).tolist() == [7, 8]
-    assert values[0, 7] == 1.0 and values[0, 8] == 0.0
+    assert values[0, 0, 7] == 1.0 and values[0, 0, 8] == 0.0
     assert corpus_score(pieces, "same_word_pieces") == 0.5
 
 
@@ -172,6 +172,11 @@ def test_labels_follow_the_rule():
     assert labels[(0, 0)].name == "previous_token+cls" and labels[(0, 0)].score == 0.9
     assert labels[(0, 1)].name == "broad"
     assert labels[(0, 2)].name == "mixed"
+    scores["bag_of_words"][0, 1] = 0.6  # above 0.5, but chance (an even spread over the pair) is 0.55
+    scores["cls"][0, 0] = 0.7
+    labels = label_heads(scores, chance={"bag_of_words": 0.55, "cls": 0.2, "previous_token": 0.1})
+    assert labels[(0, 1)].name == "broad" and labels[(0, 1)].best == ("bag_of_words", 0.6)
+    assert labels[(0, 0)].name == "previous_token+cls"  # lifts 0.89 and 0.62
 
 
 def test_unknown_pattern_is_a_clear_error():
@@ -213,3 +218,32 @@ def test_layout_of_a_capture():
     layout = layout_of(make_capture(np.zeros((1, 1, T, T))))
     assert layout.is_cls.tolist() == [True] + [False] * (T - 1)
     assert np.flatnonzero(layout.is_sep).tolist() == [6, 11]
+
+
+def test_a_padded_batch_scores_like_its_inputs_one_by_one():
+    from attnlens.patterns.layout import stack_layouts
+
+    full = make_layout()
+    n = 7  # the first sentence only: [CLS] the cat saw the dog [SEP]
+    short = Layout(full.identity[:n], full.segment[:n], full.group[:n], full.special[:n], full.is_cls[:n])
+    rng = np.random.default_rng(3)
+    a_full = rng.random((2, 3, T, T))
+    a_full /= a_full.sum(axis=-1, keepdims=True)
+    a_short = rng.random((2, 3, n, n))
+    a_short /= a_short.sum(axis=-1, keepdims=True)
+    padded = np.zeros((2, 2, 3, T, T))
+    padded[0] = a_full
+    padded[1, :, :, :n, :n] = a_short
+    one_by_one, batched = PatternStats.zeros(2, 3), PatternStats.zeros(2, 3)
+    one_by_one.add(a_full, full)
+    one_by_one.add(a_short, short)
+    batched.add(padded, stack_layouts([full, short], T))
+    np.testing.assert_allclose(batched.total, one_by_one.total, rtol=1e-12)
+    np.testing.assert_allclose(batched.squares, one_by_one.squares, rtol=1e-12)
+    np.testing.assert_allclose(batched.chance, one_by_one.chance, rtol=1e-12)
+    assert (batched.count == one_by_one.count).all() and batched.inputs == 2
+    words_one, words_batched = PatternStats.zeros(2, 3), PatternStats.zeros(2, 3)
+    words_one.add(a_full, full, level="word")
+    words_one.add(a_short, short, level="word")
+    words_batched.add(padded, stack_layouts([full, short], T), level="word")
+    np.testing.assert_allclose(words_batched.total, words_one.total, rtol=1e-12)

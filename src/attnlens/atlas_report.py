@@ -162,8 +162,8 @@ def render_html(at, *, view: str | None, images: bool, explanations=None, causal
              f"<p>{at.inputs} inputs from {e(at.corpus_name or 'a corpus')}, {e(at.level)} level."]
     if at.skipped:
         parts.append(" Skipped: " + e(", ".join(f"{n} {r}" for r, n in sorted(at.skipped.items()))) + ".")
-    parts.append("</p><p class='def'>Label rule: a head is labelled with every pattern scoring at least "
-                 f"{at.threshold:g}; otherwise <i>broad</i> if its normalized entropy is at least {at.broad_entropy:g}, "
+    parts.append("</p><p class='def'>Label rule: a head is labelled with every pattern whose chance-corrected "
+                 f"score (score - chance) / (1 - chance) is at least {at.threshold:g}; otherwise <i>broad</i> if its normalized entropy is at least {at.broad_entropy:g}, "
                  "else <i>mixed</i>. " + ("Click a cell to open that head in the view of the example input."
                                            if view else "Click a cell for that head's scores.") + "</p>")
     parts.append("<h2>Labels</h2><table><tr><th>layer \\ head</th>"

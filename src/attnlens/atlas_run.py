@@ -20,7 +20,7 @@ from .errors import AttnlensError
 from .interventions import intervene
 from .models import LoadedModel
 from .patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
-from .patterns.layout import Layout, check_level
+from .patterns.layout import Layout, check_level, stack_layouts
 from .patterns.scores import PATTERN_NAMES, PATTERNS, get_pattern
 from .patterns.stats import PatternStats
 from .record import _run_batch, _token_metadata, resolve_model
@@ -80,7 +80,7 @@ class Atlas:
     @property
     def labels(self) -> dict[tuple[int, int], HeadLabel]:
         """{(layer, head): HeadLabel}; see attnlens.patterns.labels for the rule."""
-        return label_heads(self.scores, threshold=self.threshold, broad_entropy=self.broad_entropy)
+        return label_heads(self.scores, chance=self.chance, threshold=self.threshold, broad_entropy=self.broad_entropy)
 
     @property
     def inputs(self) -> int:
@@ -126,7 +126,9 @@ class Atlas:
             "model": self.model_name, "corpus": self.corpus_name, "level": self.level,
             "inputs": self.inputs, "skipped": self.skipped,
             "layers": self.num_layers, "heads": self.num_heads,
-            "label_rule": {"threshold": self.threshold, "broad_entropy": self.broad_entropy},
+            "label_rule": {"threshold": self.threshold, "broad_entropy": self.broad_entropy,
+                           "rule": "patterns with (score - chance) / (1 - chance) >= threshold, joined by '+'; "
+                                   "else 'broad' if entropy >= broad_entropy; else 'mixed'"},
             "patterns": {
                 name: {"definition": PATTERNS[name].definition, "queries": self.counts[name],
                        "chance": self.chance[name], "mean": grid(self.scores[name]), "std": grid(self.spread[name])}
@@ -214,6 +216,12 @@ def _encoded_batches(lm: LoadedModel, pairs: Iterable, stats: PatternStats, batc
     yield from flush()
 
 
+def _left_align(attn: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Move an input's real positions to the front (padding after them): [L, H, T, T] -> [L, H, T, T]."""
+    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask.astype(bool))])
+    return attn[:, :, order][:, :, :, order]
+
+
 def _layout(lm: LoadedModel, enc) -> Layout:
     _tokens, ids, segments, words, special = _token_metadata(lm, enc)
     is_cls = np.zeros_like(special)
@@ -231,13 +239,9 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
             keys = [k for k in names_in if k in chunk[0]]
             batch = lm.tokenizer.pad([{k: enc[k] for k in keys} for enc in chunk], return_tensors="pt")
             attn, _q, _k, mask = _run_batch(lm, batch)  # attn [B, L, H, T, T]
-            for row, enc in enumerate(chunk):
-                keep = np.flatnonzero(mask[row])
-                if keep.size and keep[-1] == keep.size - 1:
-                    one = attn[row][:, :, :keep.size, :keep.size]  # [L, H, T, T] (right padding: a view)
-                else:
-                    one = attn[row][:, :, keep][:, :, :, keep]  # [L, H, T, T]
-                stats.add(one, _layout(lm, enc), level)
+            if not mask[:, 0].all():  # left padding: realign each input to start at position 0
+                attn = np.stack([_left_align(attn[b], mask[b]) for b in range(len(chunk))])
+            stats.add(attn, stack_layouts([_layout(lm, enc) for enc in chunk], attn.shape[-1]), level)
             if progress is not None:
                 progress(len(chunk))
     return stats

@@ -40,7 +40,8 @@ def best_pattern(captures, layer: int, head: int) -> str:
         stats.add_capture(cap)
     mean = stats.mean()
     scores = {name: mean[p] for p, name in enumerate(stats.names)}
-    label = label_heads(scores)[(layer, head)]
+    chance = {name: float(c) for name, c in zip(stats.names, stats.chance_mean())}
+    label = label_heads(scores, chance=chance)[(layer, head)]
     return label.patterns[0][0] if label.patterns else label.best[0]
 
 

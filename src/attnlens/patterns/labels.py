@@ -1,11 +1,16 @@
 """The label rule: which pattern(s) dominate a head, or "broad" / "mixed".
 
 Rule (per head, on the corpus mean scores):
-1. every pattern of LABEL_PATTERNS whose score is >= `threshold` (default 0.5: at least half of
-   the attention, or for bag_of_words at least half the overlap with an even spread) is a
-   dominant pattern; the label is their names joined by "+", highest score first;
+1. a pattern of LABEL_PATTERNS dominates when its chance-corrected score
+   lift = (score - chance) / (1 - chance) is >= `threshold` (default 0.5), where chance is what
+   uniform attention scores on the same corpus: the head covers at least half the way from
+   chance to perfect. For mass patterns chance is small (~1/length), so this is about "at
+   least half of the attention on the targets"; for bag_of_words it keeps an evenly spread
+   head over the whole pair (which already overlaps ~0.5 with its own sentence) from counting.
+   The label is the dominant patterns' names joined by "+", highest lift first;
 2. otherwise the head is "broad" when its normalized entropy is >= `broad_entropy` (default 0.75),
 3. otherwise "mixed".
+Without chance levels (chance=None) the raw score is compared with the threshold.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ class HeadLabel:
     layer: int
     head: int
     name: str
-    patterns: tuple[tuple[str, float], ...]  # the dominant patterns with their scores, best first
-    best: tuple[str, float]  # the best-scoring label pattern, even when below the threshold
+    patterns: tuple[tuple[str, float], ...]  # the dominant patterns with their (raw) scores, best first
+    best: tuple[str, float]  # the label pattern with the highest lift, even when below the threshold
     entropy: float
 
     @property
@@ -41,18 +46,28 @@ class HeadLabel:
         return f"{self.name} (entropy {self.entropy:.2f}; best {self.best[0]} {self.best[1]:.2f})"
 
 
-def label_heads(scores: dict[str, np.ndarray], *, threshold: float = THRESHOLD,
+def lift(score, chance):
+    """(score - chance) / (1 - chance): 0 at chance level, 1 for a perfect head."""
+    if chance is None or not np.isfinite(chance) or chance >= 1:
+        return score
+    return (score - chance) / (1.0 - chance)
+
+
+def label_heads(scores: dict[str, np.ndarray], *, chance: dict[str, float] | None = None, threshold: float = THRESHOLD,
                 broad_entropy: float = BROAD_ENTROPY) -> dict[tuple[int, int], HeadLabel]:
-    """Label every head from mean scores {pattern: [L, H]} (see the module docstring for the rule)."""
+    """Label every head from mean scores {pattern: [L, H]} and chance levels {pattern: float}
+    (see the module docstring for the rule)."""
     names = [n for n in LABEL_PATTERNS if n in scores]
+    chance = chance or {}
     some = next(iter(scores.values()))
     n_layers, n_heads = some.shape
     labels: dict[tuple[int, int], HeadLabel] = {}
     for layer in range(n_layers):
         for head in range(n_heads):
-            values = [(n, float(scores[n][layer, head])) for n in names if np.isfinite(scores[n][layer, head])]
-            values.sort(key=lambda item: -item[1])
-            dominant = tuple((n, s) for n, s in values if s >= threshold)
+            values = [(n, float(scores[n][layer, head]), float(lift(scores[n][layer, head], chance.get(n))))
+                      for n in names if np.isfinite(scores[n][layer, head])]
+            values.sort(key=lambda item: -item[2])
+            dominant = tuple((n, s) for n, s, up in values if up >= threshold)
             ent = float(scores["entropy"][layer, head]) if "entropy" in scores else float("nan")
             if dominant:
                 name = "+".join(n for n, _ in dominant)
@@ -60,6 +75,6 @@ def label_heads(scores: dict[str, np.ndarray], *, threshold: float = THRESHOLD,
                 name = "broad"
             else:
                 name = "mixed"
-            best = values[0] if values else ("", float("nan"))
+            best = values[0][:2] if values else ("", float("nan"))
             labels[(layer, head)] = HeadLabel(layer, head, name, dominant, best, ent)
     return labels

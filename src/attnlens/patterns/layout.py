@@ -26,6 +26,10 @@ class Layout:
     group     int64 [U]  word index of a WordPiece, -1 for specials
     special   bool  [U]  [CLS], [SEP] and other special tokens
     is_cls    bool  [U]  the special token in first position ([CLS], <s>)
+    valid     bool  [U]  False for padding (None: every position is real)
+
+    A batch of inputs padded to one length is a Layout whose arrays are [batch, U]
+    (see :func:`stack_layouts`); every scorer broadcasts over those leading axes.
     """
 
     identity: np.ndarray
@@ -33,20 +37,51 @@ class Layout:
     group: np.ndarray
     special: np.ndarray
     is_cls: np.ndarray
+    valid: np.ndarray | None = None
 
     @property
     def size(self) -> int:
-        return int(self.identity.shape[0])
+        return int(self.identity.shape[-1])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.identity.shape[:-1])
+
+    @property
+    def real(self) -> np.ndarray:
+        """Positions that are not padding.  # [..., U]"""
+        return np.ones(self.identity.shape, dtype=bool) if self.valid is None else self.valid
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of real positions of each input.  # [...]"""
+        return self.real.sum(axis=-1)
 
     @property
     def content(self) -> np.ndarray:
-        """Positions that are real text (not special tokens).  # [U]"""
-        return ~self.special
+        """Positions that are real text (not special tokens, not padding).  # [..., U]"""
+        return ~self.special & self.real
 
     @property
     def is_sep(self) -> np.ndarray:
-        """Special tokens other than the first one ([SEP], </s>).  # [U]"""
-        return self.special & ~self.is_cls
+        """Special tokens other than the first one ([SEP], </s>).  # [..., U]"""
+        return self.special & ~self.is_cls & self.real
+
+
+def stack_layouts(layouts: list[Layout], size: int) -> Layout:
+    """One batched Layout [batch, size] of single-input layouts, padded at the end."""
+    batch = len(layouts)
+    identity = np.full((batch, size), -1, np.int64)
+    segment = np.full((batch, size), -1, np.int64)
+    group = np.full((batch, size), -1, np.int64)
+    special = np.ones((batch, size), bool)
+    is_cls = np.zeros((batch, size), bool)
+    valid = np.zeros((batch, size), bool)
+    for b, one in enumerate(layouts):
+        n = one.size
+        identity[b, :n], segment[b, :n], group[b, :n] = one.identity, one.segment, one.group
+        special[b, :n], is_cls[b, :n], valid[b, :n] = one.special, one.is_cls, True
+    return Layout(identity, segment, group, special, is_cls, valid)
 
 
 def layout_of(cap) -> Layout:
@@ -65,7 +100,7 @@ def layout_of(cap) -> Layout:
 
 
 def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
-    """Membership matrix [U, T] of words (and single special tokens) and their layout.
+    """Membership matrix [U, T] of words (and single special tokens) and their layout (one unpadded input).
 
     Units are ordered by their first token. A word's identity is its sequence of token
     identities, so two occurrences of the same word get the same identity.
@@ -104,8 +139,10 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
 def word_level(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, Layout]:
     """Word-level attention: to a word = sum over its pieces; from a word = mean over its pieces.
 
-    attn: [..., T, T] -> [..., U, U]; rows still sum to 1.
+    attn: [..., T, T] -> [..., U, U] for one unpadded input; rows still sum to 1.
     """
+    if layout.batch_shape or (layout.valid is not None and not layout.valid.all()):
+        raise AttnlensError("word-level aggregation takes one unpadded input at a time")
     membership, units = word_units(layout)  # [U, T]
     from_mean = membership / membership.sum(axis=1, keepdims=True)  # [U, T]
     to_words = attn.astype(np.float64) @ membership.T  # [..., T, U]

@@ -1,7 +1,8 @@
 """The patterns: one operational definition each, scored per query position.
 
-Every pattern is a pure function `(attn [..., U, U], layout) -> (values [..., U], defined [U])`:
-`values[..., i]` is the score of query position i, in [0, 1]; `defined[i]` says whether the
+Every pattern is a pure function `(attn [L, H, U, U], layout) -> (values [L, H, U], defined [U])`
+(with leading batch axes on both for a padded batch): `values[..., i]` is the score of query
+position i, in [0, 1]; `defined[i]` says whether the
 pattern is defined for that query (the corpus score averages over defined queries only).
 Unless said otherwise, queries are content positions (not [CLS]/[SEP]: their rows behave
 differently) and the value is the attention *mass* the query puts on the pattern's target
@@ -19,20 +20,30 @@ from ..errors import AttnlensError
 from .layout import Layout
 
 
+def _pairs(mask: np.ndarray) -> np.ndarray:
+    """mask[i] & mask[j] for every (query i, key j).  # [..., U, U]"""
+    return mask[..., :, None] & mask[..., None, :]
+
+
+def _same(values: np.ndarray) -> np.ndarray:
+    """values[i] == values[j] for every (query i, key j).  # [..., U, U]"""
+    return values[..., :, None] == values[..., None, :]
+
+
+def _per_head(mask: np.ndarray) -> np.ndarray:
+    """[..., U, U] -> [..., 1, 1, U, U], to broadcast against attention [..., L, H, U, U]."""
+    return mask[..., None, None, :, :]
+
+
 def _mass(attn: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Attention mass of each query on its targets: attn [..., U, U], targets bool [U, U] -> [..., U]."""
-    return (attn * targets).sum(axis=-1, dtype=np.float64)  # [..., U]
+    """Attention mass of each query on its targets: attn [..., L, H, U, U], targets [..., U, U] -> [..., L, H, U]."""
+    return np.where(_per_head(targets), attn, 0).sum(axis=-1)  # [..., L, H, U]
 
 
 def _shift_targets(layout: Layout, offset: int) -> np.ndarray:
-    """targets[i, i + offset] when both are content positions of the same sentence.  # [U, U]"""
-    n = layout.size
-    targets = np.zeros((n, n), dtype=bool)
-    content, segment = layout.content, layout.segment
-    for i in range(max(0, -offset), min(n, n - offset)):
-        j = i + offset
-        targets[i, j] = content[i] and content[j] and segment[i] == segment[j]
-    return targets
+    """targets[i, i + offset] when both are text tokens of the same sentence.  # [..., U, U]"""
+    shift = np.eye(layout.size, k=offset, dtype=bool)  # [U, U]
+    return shift & _pairs(layout.content) & _same(layout.segment)
 
 
 def next_token_targets(layout: Layout) -> np.ndarray:
@@ -53,8 +64,7 @@ def previous_token_targets(layout: Layout) -> np.ndarray:
 
 
 def _same_identity(layout: Layout) -> np.ndarray:
-    content = layout.content
-    return (layout.identity[:, None] == layout.identity[None, :]) & content[:, None] & content[None, :]  # [U, U]
+    return _same(layout.identity) & _pairs(layout.content)  # [..., U, U]
 
 
 def same_token_targets(layout: Layout) -> np.ndarray:
@@ -64,7 +74,7 @@ def same_token_targets(layout: Layout) -> np.ndarray:
     distinguishable from attending to oneself.
     """
     same = _same_identity(layout)
-    return same & (same.sum(axis=1) >= 2)[:, None]
+    return same & (same.sum(axis=-1) >= 2)[..., :, None]
 
 
 def same_token_other_sentence_targets(layout: Layout) -> np.ndarray:
@@ -72,7 +82,7 @@ def same_token_other_sentence_targets(layout: Layout) -> np.ndarray:
 
     Defined for tokens of a pair that also occur in the other sentence.
     """
-    return _same_identity(layout) & (layout.segment[:, None] != layout.segment[None, :])
+    return _same_identity(layout) & ~_same(layout.segment)
 
 
 def same_word_pieces_targets(layout: Layout) -> np.ndarray:
@@ -81,26 +91,23 @@ def same_word_pieces_targets(layout: Layout) -> np.ndarray:
     (straw <-> ##berries.) Defined for pieces of words split into two or more pieces; never
     defined at word level, where a word is one position.
     """
-    group = layout.group
-    targets = (group[:, None] == group[None, :]) & (group[:, None] >= 0)
-    np.fill_diagonal(targets, False)
-    return targets
+    in_word = (layout.group >= 0) & layout.real
+    return _same(layout.group) & _pairs(in_word) & ~np.eye(layout.size, dtype=bool)
 
 
 def cls_targets(layout: Layout) -> np.ndarray:
     """[CLS]: query i -> the special token in first position. Defined for every text token."""
-    return np.broadcast_to(layout.is_cls[None, :], (layout.size, layout.size)) & layout.content[:, None]
+    return layout.content[..., :, None] & layout.is_cls[..., None, :]
 
 
 def sep_targets(layout: Layout) -> np.ndarray:
     """[SEP]: query i -> every special token except the first (all separators). Defined for every text token."""
-    return np.broadcast_to(layout.is_sep[None, :], (layout.size, layout.size)) & layout.content[:, None]
+    return layout.content[..., :, None] & layout.is_sep[..., None, :]
 
 
 def own_sentence_targets(layout: Layout) -> np.ndarray:
     """The text tokens of the query's own sentence (the bag-of-words support), for text-token queries."""
-    content = layout.content
-    return content[:, None] & content[None, :] & (layout.segment[:, None] == layout.segment[None, :])
+    return _pairs(layout.content) & _same(layout.segment)
 
 
 def bag_of_words(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -112,11 +119,11 @@ def bag_of_words(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarr
     sentence, 1/n when all attention sits on one of its n tokens, 0 when it all goes to
     the other sentence or to [CLS]/[SEP]. Defined for every text token.
     """
-    own = own_sentence_targets(layout)  # [U, U]
-    sizes = own.sum(axis=1, keepdims=True)  # [U, 1]
-    uniform = np.where(own, 1.0 / np.maximum(sizes, 1), 0.0)  # [U, U]
-    values = np.minimum(attn, uniform).sum(axis=-1, dtype=np.float64)  # [..., U]
-    return values, layout.content.copy()
+    own = own_sentence_targets(layout)  # [..., U, U]
+    sizes = own.sum(axis=-1, keepdims=True)  # [..., U, 1]
+    uniform = np.where(own, 1.0 / np.maximum(sizes, 1), 0.0).astype(attn.dtype)  # [..., U, U]
+    values = np.minimum(attn, _per_head(uniform)).sum(axis=-1)  # [..., L, H, U]
+    return values, layout.content
 
 
 def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -125,11 +132,11 @@ def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     0 = all attention on one key, 1 = perfectly uniform over the whole input. Defined for
     every text token of inputs with at least two positions. "broad" heads are labelled from it.
     """
-    p = attn.astype(np.float64)
-    plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    n = layout.size
-    values = -plogp.sum(axis=-1) / np.log(n) if n >= 2 else np.zeros(p.shape[:-1])  # [..., U]
-    return np.clip(values, 0.0, 1.0), layout.content & (n >= 2)
+    plogp = attn * np.log(np.maximum(attn, np.finfo(attn.dtype).tiny))  # [..., L, H, U, U]; 0 log 0 = 0
+    lengths = layout.lengths  # [...]
+    norm = np.log(np.maximum(lengths, 2)).astype(np.float64)[..., None, None, None]  # [..., 1, 1, 1]
+    values = np.clip(-plogp.sum(axis=-1) / norm, 0.0, 1.0)  # [..., L, H, U]
+    return values, layout.content & (lengths >= 2)[..., None]
 
 
 @dataclass(frozen=True)
@@ -142,11 +149,14 @@ class Pattern:
     scorer: Callable[[np.ndarray, Layout], tuple[np.ndarray, np.ndarray]] | None = None
 
     def score(self, attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-        """(values [..., U] in [0, 1], defined bool [U]) for one input."""
+        """(values [..., L, H, U] in [0, 1], defined bool [..., U]) for attention [..., L, H, U, U].
+
+        `...` are the layout's batch axes (none for one input).
+        """
         if self.scorer is not None:
             return self.scorer(attn, layout)
-        targets = self.targets(layout)  # [U, U]
-        return _mass(attn, targets), targets.any(axis=1)
+        targets = self.targets(layout)  # [..., U, U]
+        return _mass(attn, targets), targets.any(axis=-1)
 
     @property
     def is_mass(self) -> bool:
@@ -189,7 +199,7 @@ def get_pattern(name: str) -> Pattern:
 
 
 def pattern_targets(name: str, layout: Layout) -> np.ndarray:
-    """Target keys of pattern `name` per query, bool [U, U] (bag_of_words: the own sentence)."""
+    """Target keys of pattern `name` per query, bool [..., U, U] (bag_of_words: the own sentence)."""
     if name == "bag_of_words":
         return own_sentence_targets(layout)
     pattern = get_pattern(name)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import AttnlensError
-from .layout import check_level, layout_of, word_level
+from .layout import Layout, check_level, layout_of, word_level
 from .scores import PATTERN_NAMES, get_pattern
 
 
@@ -47,24 +47,39 @@ class PatternStats:
         return tuple(self.total.shape[1:])  # type: ignore[return-value]
 
     def add(self, attn: np.ndarray, layout, level: str = "token") -> None:
-        """Add one input's attention [L, H, T, T] (token level; aggregated here when level='word')."""
+        """Add one input's attention [L, H, T, T], or a padded batch's [B, L, H, T, T] with a
+        batched layout (see stack_layouts); level='word' aggregates each input to words first."""
         check_level(level)
-        if attn.shape[:2] != self.shape:
-            raise AttnlensError(f"attention has {attn.shape[:2]} layers x heads, these statistics {self.shape}")
+        batch_axes = layout.batch_shape
+        if attn.shape[len(batch_axes):len(batch_axes) + 2] != self.shape:
+            raise AttnlensError(f"attention has {attn.shape[-4:-2]} layers x heads, these statistics {self.shape}")
         if level == "word":
+            if batch_axes:
+                for b in range(batch_axes[0]):
+                    n = int(layout.lengths[b])
+                    self.add(attn[b][..., :n, :n], _unbatch(layout, b, n), level)
+                return
             attn, layout = word_level(attn, layout)  # [L, H, U, U]
-        n = layout.size
-        uniform = np.full((1, 1, n, n), 1.0 / n)  # [1, 1, U, U]: the chance baseline
+        lengths = layout.lengths  # [...]
+        uniform = (layout.real[..., None, :] / np.maximum(lengths, 1)[..., None, None])  # [..., U, U]
+        uniform = np.broadcast_to(uniform[..., None, None, :, :], (*batch_axes, 1, 1, layout.size, layout.size))
+        sum_axes = tuple(range(len(batch_axes)))
         for p, name in enumerate(self.names):
             pattern = get_pattern(name)
-            values, defined = pattern.score(attn, layout)  # [L, H, U], [U]
-            chosen = values[..., defined]  # [L, H, Q]
-            self.total[p] += chosen.sum(axis=-1)
-            self.squares[p] += np.square(chosen).sum(axis=-1)
+            if pattern.is_mass:
+                targets = pattern.targets(layout)  # [..., U, U]
+                values = np.where(targets[..., None, None, :, :], attn, 0).sum(axis=-1)  # [..., L, H, U]
+                defined = targets.any(axis=-1)  # [..., U]
+                base = targets.sum(axis=-1) / np.maximum(lengths, 1)[..., None]  # [..., U] uniform attention's mass
+            else:
+                values, defined = pattern.score(attn, layout)  # [..., L, H, U], [..., U]
+                base = pattern.score(uniform, layout)[0][..., 0, 0, :]  # [..., U]
+            chosen = np.where(defined[..., None, None, :], values, 0).astype(np.float64)  # [..., L, H, U]
+            self.total[p] += chosen.sum(axis=sum_axes + (-1,))
+            self.squares[p] += np.square(chosen).sum(axis=sum_axes + (-1,))
             self.count[p] += int(defined.sum())
-            base, base_defined = pattern.score(uniform, layout)
-            self.chance[p] += float(base[..., base_defined].sum())
-        self.inputs += 1
+            self.chance[p] += float(np.where(defined, base, 0).sum())
+        self.inputs += int(np.prod(batch_axes)) if batch_axes else 1
 
     def add_capture(self, cap, level: str = "token") -> None:
         """Add one Capture."""
@@ -99,3 +114,9 @@ class PatternStats:
         """What uniform attention over each input would score, per pattern.  # [P]"""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.chance / np.where(self.count > 0, self.count, np.nan)
+
+
+def _unbatch(layout: Layout, b: int, n: int) -> Layout:
+    """Input b of a batched layout, cut to its n real positions."""
+    return Layout(layout.identity[b, :n], layout.segment[b, :n], layout.group[b, :n], layout.special[b, :n],
+                  layout.is_cls[b, :n])
