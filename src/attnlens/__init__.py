@@ -7,3 +7,10 @@ from .record import capture, capture_batch
 
 __all__ = ["Capture", "AttnlensError", "DEFAULT_MODEL", "LoadedModel", "load_model", "capture", "capture_batch"]
 __version__ = "0.1.0"
+
+from .atlas_run import Atlas, atlas  # noqa: E402
+from .causal import causal_checks  # noqa: E402
+from .explain_run import explain  # noqa: E402
+from .patterns import PATTERN_NAMES  # noqa: E402
+
+__all__ += ["Atlas", "atlas", "causal_checks", "explain", "PATTERN_NAMES"]

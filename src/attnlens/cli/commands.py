@@ -2,3 +2,4 @@
 
 from . import capture  # noqa: F401
 from . import pretrain  # noqa: F401
+from . import atlas  # noqa: F401
