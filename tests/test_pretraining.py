@@ -58,6 +58,14 @@ def cli(*args, check=True):
     return result
 
 
+def vocab_file(folder: Path, docs) -> Path:
+    """A fixed vocab.txt: WordPiece training breaks ties in hash order, so runs compared for equality share one."""
+    from attnlens.pretraining.vocab import save_tokenizer, train_wordpiece
+
+    save_tokenizer(train_wordpiece((s for d in docs for s in d), 120), folder)
+    return folder / "vocab.txt"
+
+
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -238,7 +246,7 @@ def test_head_scores_of_a_perfect_previous_token_head(trained_run):
 def test_resume_after_kill_continues_exactly(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", synth_documents(60))
     args = ["--corpus", str(corpus), "--size", "tiny", "--steps", "60", "--batch-size", "8", "--seq-len", "32",
-            "--vocab-size", "120", "--save-every", "4", "--eval-every", "1000", "--seed", "5", "--device", "cpu",
+            "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--save-every", "4", "--eval-every", "1000", "--seed", "5", "--device", "cpu",
             "--no-progress"]
     cli("pretrain", "--out", str(tmp_path / "straight"), *args)
 
@@ -270,7 +278,7 @@ def test_resume_after_kill_continues_exactly(tmp_path):
 def test_two_process_ddp_equals_one_process(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", synth_documents(60))
     args = ["--corpus", str(corpus), "--size", "tiny", "--steps", "6", "--batch-size", "8", "--seq-len", "32",
-            "--vocab-size", "120", "--eval-every", "1000", "--seed", "2", "--device", "cpu", "--no-progress"]
+            "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--eval-every", "1000", "--seed", "2", "--device", "cpu", "--no-progress"]
     cli("pretrain", "--out", str(tmp_path / "one"), *args)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "attnlens", "pretrain", "--out", str(tmp_path / "two"), *args],

@@ -14,3 +14,7 @@ from .explain_run import explain  # noqa: E402
 from .patterns import PATTERN_NAMES  # noqa: E402
 
 __all__ += ["Atlas", "atlas", "causal_checks", "explain", "PATTERN_NAMES"]
+
+from .pretraining import fill_mask, next_sentence_probability, pretrain  # noqa: E402
+
+__all__ += ["fill_mask", "next_sentence_probability", "pretrain"]

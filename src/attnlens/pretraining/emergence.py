@@ -20,6 +20,7 @@ from ..errors import AttnlensError
 from .checkpoint import TRAINER_STATE, list_checkpoints
 
 RESULT_FILE = "emergence.json"
+NOT_PLOTTED = ("entropy",)  # a spread measure, not a pattern's attention mass
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Emergence:
         return "\n".join(lines)
 
 
-def heldout_pairs(run_dir: Path, limit: int, seed: int = 0) -> list[tuple[str, str]]:
+def heldout_pairs(run_dir: Path, limit: int | None, seed: int = 0) -> list[tuple[str, str]]:
     """Consecutive-sentence pairs from the run's held-out text (the default corpus's held-out split otherwise)."""
     from .. import corpus as corpora  # noqa: PLC0415
 
@@ -78,14 +79,19 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
     found = list_checkpoints(run_dir)
     if not found:
         raise AttnlensError(f"{run_dir} has no checkpoints (expected {run_dir}/checkpoints/step-*)")
-    pairs = heldout_pairs(run_dir, limit)
+    if limit < 1:
+        raise AttnlensError(f"--limit must be at least 1, got {limit}")
+    pairs = heldout_pairs(run_dir, None)
     result = Emergence(str(run_dir))
+    usable = None
     for n, (step, folder) in enumerate(found, start=1):
         lm = load_model(str(folder), model_class=BertForPreTraining)
-        lm_len = lm.max_length
-        usable = [(a, b) for a, b in pairs if len(lm.tokenizer(a, b)["input_ids"]) <= lm_len]
-        if not usable:
-            raise AttnlensError(f"no held-out pair fits the model's {lm_len} positions")
+        if usable is None:  # the same pairs for every checkpoint: those that fit the positions, evenly spread
+            lengths = [len(ids) for ids in lm.tokenizer([a for a, _ in pairs], [b for _, b in pairs])["input_ids"]]
+            fitting = [p for p, n_tok in zip(pairs, lengths) if n_tok <= lm.max_length]
+            if not fitting:
+                raise AttnlensError(f"no held-out sentence pair fits the model's {lm.max_length} positions")
+            usable = [fitting[i] for i in np.linspace(0, len(fitting) - 1, min(limit, len(fitting))).astype(int)]
         result_atlas = atlas(usable, model=lm, progress=False)
         state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
         result.steps.append(step)
@@ -115,6 +121,8 @@ def plot_png(result: Emergence) -> bytes:
         raise AttnlensError("the emergence plot needs matplotlib: pip install 'attnlens[plot]'") from None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for name, values in result.best.items():
+        if name in NOT_PLOTTED:
+            continue
         ax.plot(result.steps, values, marker="o", markersize=3, label=name)
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel("training step")
