@@ -348,3 +348,29 @@ def test_predictions_need_pretraining_heads(default_model):
 
     with pytest.raises(AttnlensError, match="pretraining heads"):
         fill_mask("a [MASK] .", model=str(default_model_path()))
+
+
+def test_emergence_runs_the_atlas_on_every_checkpoint(trained_run, tmp_path):
+    from attnlens import atlas, load_model
+    from attnlens.pretraining.checkpoint import list_checkpoints
+    from attnlens.pretraining.emergence import emergence, write_emergence
+    from transformers import BertForPreTraining
+
+    result = emergence(trained_run, limit=12, progress=False)
+    assert result.steps == [4, 8] and len(result.minutes) == 2
+    assert {"next_token", "previous_token", "sep", "cls", "bag_of_words"} <= set(result.best)
+    # the recorded best score is the atlas's own maximum for that checkpoint
+    from attnlens.pretraining.emergence import heldout_pairs
+
+    lm = load_model(str(list_checkpoints(trained_run)[-1][1]), model_class=BertForPreTraining)
+    pairs = heldout_pairs(trained_run, None)
+    fitting = [p for p in pairs if len(lm.tokenizer(*p)["input_ids"]) <= lm.max_length]
+    chosen = [fitting[i] for i in np.linspace(0, len(fitting) - 1, min(12, len(fitting))).astype(int)]
+    direct = atlas(chosen, model=lm, progress=False)
+    assert result.best["previous_token"][-1] == pytest.approx(float(np.nanmax(direct.scores["previous_token"])), abs=1e-4)
+    paths = write_emergence(result, tmp_path)
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+    page = paths["html"].read_text()
+    assert "data:image/png;base64," in page and "<script" not in page
+    assert json.loads(paths["json"].read_text())["steps"] == [4, 8]
+    assert cli("emergence", str(tmp_path / "nothing-here"), check=False).returncode == 2
