@@ -374,3 +374,20 @@ def test_emergence_runs_the_atlas_on_every_checkpoint(trained_run, tmp_path):
     assert "data:image/png;base64," in page and "<script" not in page
     assert json.loads(paths["json"].read_text())["steps"] == [4, 8]
     assert cli("emergence", str(tmp_path / "nothing-here"), check=False).returncode == 2
+
+
+def test_shipped_checkpoint_predicts_without_model_option():
+    from transformers import BertForPreTraining
+
+    from attnlens.pretraining import shipped_checkpoint
+
+    folder = shipped_checkpoint()
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 25e6
+    assert (folder / "README.md").is_file() and (folder / "model.safetensors").is_file()
+    BertForPreTraining.from_pretrained(str(folder))
+    out = cli("predict", "fill-mask", "the [MASK] module provides functions for working with [MASK] .", "-k", "3")
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"[MASK] {i}") for i, line in enumerate(lines, 1))
+    out = cli("predict", "nsp", "I went to the store.", "At the store, I bought fresh strawberries.")
+    p_next, p_not = (float(x) for x in out.stdout.split()[1::2])
+    assert p_next + p_not == pytest.approx(1.0, abs=2e-3)
