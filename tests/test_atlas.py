@@ -151,3 +151,17 @@ def test_save_writes_scores_plots_and_an_escaped_report(tiny_bert, tmp_path):
     assert "<b>corpus</b>" not in page and "&lt;b&gt;corpus&lt;/b&gt;" in page
     assert "href='#head-1-2'" in page or "view.html#layer=1&amp;head=2" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_batches_bounded_by_size_score_the_same(tiny_bert, monkeypatch):
+    import attnlens.atlas_run as atlas_run
+
+    whole = atlas(PAIRS, model=tiny_bert, batch_size=32, progress=False)
+    monkeypatch.setattr(atlas_run, "MAX_BATCH_CELLS", 2 * 20 * 20)  # at most ~2 short inputs per batch
+    seen = []
+    real_add = PatternStats.add
+    monkeypatch.setattr(PatternStats, "add", lambda self, attn, *a, **k: (seen.append(attn.shape), real_add(self, attn, *a, **k)))
+    bounded = atlas(PAIRS, model=tiny_bert, batch_size=32, progress=False)
+    assert max(s[0] * s[-1] ** 2 for s in seen if len(s) == 5) <= max(2 * 20 * 20, max(s[-1] ** 2 for s in seen))
+    np.testing.assert_allclose(bounded.stats.total, whole.stats.total, rtol=1e-5, atol=1e-6)
+    assert (bounded.stats.count == whole.stats.count).all()

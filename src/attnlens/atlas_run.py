@@ -28,6 +28,7 @@ from .record import _run_batch, _token_metadata, resolve_model
 Pair = tuple[str, "str | None"]
 DEFAULT_DATASET = "default"
 BUFFER_BATCHES = 16  # batches of inputs read ahead and sorted by length together
+MAX_BATCH_CELLS = 32 * 64 * 64  # inputs x tokens x tokens per batch: long inputs go in smaller batches
 
 
 # ---- the result --------------------------------------------------------------------------
@@ -188,17 +189,26 @@ def _valid(item) -> Pair | None:
 
 # ---- streaming ---------------------------------------------------------------------------
 def _encoded_batches(lm: LoadedModel, pairs: Iterable, stats: PatternStats, batch_size: int) -> Iterator[list]:
-    """Batches of (encoding, layout-less metadata) sorted by length within a read-ahead buffer.
+    """Batches of encodings, sorted by length within a read-ahead buffer.
 
-    Unusable inputs and inputs longer than the model's maximum are counted in `stats.skipped`.
+    A batch holds at most `batch_size` inputs and MAX_BATCH_CELLS inputs x tokens^2, so the
+    attention of one batch (and memory) stays bounded whatever the lengths. Unusable inputs
+    and inputs longer than the model's maximum are counted in `stats.skipped`.
     """
     buffer: list = []
     limit = lm.max_length
 
     def flush():
         buffer.sort(key=lambda enc: len(enc["input_ids"]))
-        for start in range(0, len(buffer), batch_size):
-            yield buffer[start:start + batch_size]
+        batch: list = []
+        for enc in buffer:
+            n = len(enc["input_ids"])  # the longest so far: the buffer is sorted
+            if batch and (len(batch) >= batch_size or (len(batch) + 1) * n * n > MAX_BATCH_CELLS):
+                yield batch
+                batch = []
+            batch.append(enc)
+        if batch:
+            yield batch
         buffer.clear()
 
     for item in pairs:
