@@ -149,8 +149,30 @@ def test_save_writes_scores_plots_and_an_escaped_report(tiny_bert, tmp_path):
     assert (out / "labels.png").is_file() and (out / "labels.svg").is_file()
     page = report.read_text()
     assert "<b>corpus</b>" not in page and "&lt;b&gt;corpus&lt;/b&gt;" in page
-    assert "href='#head-1-2'" in page or "view.html#layer=1&amp;head=2" in page
+    assert "href='#head-1-2'" in page and "id='head-1-2'" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_report_cells_open_the_heads_in_the_views_when_they_exist(tiny_bert, tmp_path, monkeypatch):
+    import attnlens
+    from attnlens import capture
+    from attnlens.atlas_report import view_heads
+
+    calls = []
+
+    def fake_to_html(cap, path=None, *, layer=None, head=None, **_):
+        calls.append((layer, head))
+        return f"<!doctype html><title>{layer} {head}</title>"
+
+    monkeypatch.setattr(attnlens, "to_html", fake_to_html, raising=False)
+    result = atlas(PAIRS[:2], model=tiny_bert, progress=False)
+    report = result.save(tmp_path, example=capture(*PAIR, model=tiny_bert))
+    page = report.read_text()
+    heads = view_heads(result)
+    assert calls == heads and heads
+    layer, head = heads[0]
+    assert (tmp_path / "views" / f"L{layer}-H{head}.html").read_text().startswith("<!doctype html>")
+    assert f"href='views/L{layer}-H{head}.html'" in page
 
 
 def test_batches_bounded_by_size_score_the_same(tiny_bert, monkeypatch):
