@@ -187,3 +187,19 @@ def test_batches_bounded_by_size_score_the_same(tiny_bert, monkeypatch):
     assert max(s[0] * s[-1] ** 2 for s in seen if len(s) == 5) <= max(2 * 20 * 20, max(s[-1] ** 2 for s in seen))
     np.testing.assert_allclose(bounded.stats.total, whole.stats.total, rtol=1e-5, atol=1e-6)
     assert (bounded.stats.count == whole.stats.count).all()
+
+
+def test_left_padding_tokenizers_score_the_same(tiny_bert):
+    import copy
+
+    from attnlens.models import LoadedModel
+
+    tokenizer = copy.deepcopy(tiny_bert.tokenizer)
+    tokenizer.padding_side = "left"
+    lm = LoadedModel(tiny_bert.model, tokenizer, name="left")
+    left = atlas(PAIRS, model=lm, batch_size=16, progress=False)  # one batch, padded on the left
+    expected = PatternStats.zeros(lm.num_layers, lm.num_heads)
+    for cap in capture_batch(lm, PAIRS, batch_size=16):  # the same batch: BERT positions see the same padding
+        expected.add_capture(cap)
+    np.testing.assert_allclose(left.stats.total, expected.total, rtol=1e-5, atol=1e-6)
+    assert (left.stats.count == expected.count).all()

@@ -244,6 +244,7 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     """Statistics of every pattern over `pairs` (an iterable, consumed once), streamed in batches."""
     stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names)
     names_in = [k for k in lm.tokenizer.model_input_names]
+    reported = 0
     with intervene(lm, intervention, seed=seed):
         for chunk in _encoded_batches(lm, pairs, stats, max(1, int(batch_size))):
             keys = [k for k in names_in if k in chunk[0]]
@@ -253,7 +254,9 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
                 attn = np.stack([_left_align(attn[b], mask[b]) for b in range(len(chunk))])
             stats.add(attn, stack_layouts([_layout(lm, enc) for enc in chunk], attn.shape[-1]), level)
             if progress is not None:
-                progress(len(chunk))
+                consumed = stats.inputs + sum(stats.skipped.values())
+                progress(consumed - reported)
+                reported = consumed
     return stats
 
 
@@ -269,8 +272,9 @@ def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "
           broad_entropy: float = BROAD_ENTROPY) -> Atlas:
     """Score every head of `model` on every pattern over `corpus` and label it.
 
-    corpus: a dataset name (None = the default corpus), a text file, or an iterable of
-    `(sentence_a, sentence_b or None)` pairs / plain sentences. `limit` keeps the first N.
+    corpus: a dataset name (None = the default corpus), a documents or .tsv file (see
+    attnlens.corpus), or an iterable of `(sentence_a, sentence_b or None)` pairs / plain
+    sentences. `limit`: a fixed sample of N pairs of a dataset or documents, the first N otherwise.
     level: "token" or "word" (attention to a word = sum over its pieces, from a word = mean).
     ray: score shards of the corpus as Ray tasks (`shards` of them) and merge exactly.
     intervention: run under a causal intervention (see attnlens.interventions).
