@@ -149,5 +149,57 @@ def test_save_writes_scores_plots_and_an_escaped_report(tiny_bert, tmp_path):
     assert (out / "labels.png").is_file() and (out / "labels.svg").is_file()
     page = report.read_text()
     assert "<b>corpus</b>" not in page and "&lt;b&gt;corpus&lt;/b&gt;" in page
-    assert "href='#head-1-2'" in page or "view.html#layer=1&amp;head=2" in page
+    assert "href='#head-1-2'" in page and "id='head-1-2'" in page
     assert "http://" not in page and "https://" not in page
+
+
+def test_report_cells_open_the_heads_in_the_views_when_they_exist(tiny_bert, tmp_path, monkeypatch):
+    import attnlens
+    from attnlens import capture
+    from attnlens.atlas_report import view_heads
+
+    calls = []
+
+    def fake_to_html(cap, path=None, *, layer=None, head=None, **_):
+        calls.append((layer, head))
+        return f"<!doctype html><title>{layer} {head}</title>"
+
+    monkeypatch.setattr(attnlens, "to_html", fake_to_html, raising=False)
+    result = atlas(PAIRS[:2], model=tiny_bert, progress=False)
+    report = result.save(tmp_path, example=capture(*PAIR, model=tiny_bert))
+    page = report.read_text()
+    heads = view_heads(result)
+    assert calls == heads and heads
+    layer, head = heads[0]
+    assert (tmp_path / "views" / f"L{layer}-H{head}.html").read_text().startswith("<!doctype html>")
+    assert f"href='views/L{layer}-H{head}.html'" in page
+
+
+def test_batches_bounded_by_size_score_the_same(tiny_bert, monkeypatch):
+    import attnlens.atlas_run as atlas_run
+
+    whole = atlas(PAIRS, model=tiny_bert, batch_size=32, progress=False)
+    monkeypatch.setattr(atlas_run, "MAX_BATCH_CELLS", 2 * 20 * 20)  # at most ~2 short inputs per batch
+    seen = []
+    real_add = PatternStats.add
+    monkeypatch.setattr(PatternStats, "add", lambda self, attn, *a, **k: (seen.append(attn.shape), real_add(self, attn, *a, **k)))
+    bounded = atlas(PAIRS, model=tiny_bert, batch_size=32, progress=False)
+    assert max(s[0] * s[-1] ** 2 for s in seen if len(s) == 5) <= max(2 * 20 * 20, max(s[-1] ** 2 for s in seen))
+    np.testing.assert_allclose(bounded.stats.total, whole.stats.total, rtol=1e-5, atol=1e-6)
+    assert (bounded.stats.count == whole.stats.count).all()
+
+
+def test_left_padding_tokenizers_score_the_same(tiny_bert):
+    import copy
+
+    from attnlens.models import LoadedModel
+
+    tokenizer = copy.deepcopy(tiny_bert.tokenizer)
+    tokenizer.padding_side = "left"
+    lm = LoadedModel(tiny_bert.model, tokenizer, name="left")
+    left = atlas(PAIRS, model=lm, batch_size=16, progress=False)  # one batch, padded on the left
+    expected = PatternStats.zeros(lm.num_layers, lm.num_heads)
+    for cap in capture_batch(lm, PAIRS, batch_size=16):  # the same batch: BERT positions see the same padding
+        expected.add_capture(cap)
+    np.testing.assert_allclose(left.stats.total, expected.total, rtol=1e-5, atol=1e-6)
+    assert (left.stats.count == expected.count).all()

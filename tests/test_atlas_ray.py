@@ -10,7 +10,7 @@ from conftest import PAIR, tiny_model
 
 ray = pytest.importorskip("ray")
 
-PAIRS = [PAIR, ("The cat sat on the mat.", "It was sunny."), "One sentence only.", ("", None),
+PAIRS = [PAIR, ("The cat sat on the mat.", "It was sunny."), "One sentence only.", " ".join(["long"] * 80),
          ("My brother plays the guitar.", "He practices every evening.")]
 
 
@@ -22,7 +22,8 @@ def test_ray_shards_merge_to_the_single_machine_scores():
         sharded = atlas(PAIRS, model=lm, progress=False, ray=True, shards=2)
     finally:
         ray.shutdown()
-    assert sharded.inputs == local.inputs == 4 and sharded.skipped == local.skipped
+    assert sharded.inputs == local.inputs == 4
+    assert sharded.skipped == local.skipped == {"longer than 64 tokens": 1}
     assert (sharded.stats.count == local.stats.count).all()
     np.testing.assert_allclose(sharded.stats.total, local.stats.total, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(sharded.stats.squares, local.stats.squares, rtol=1e-6, atol=1e-6)

@@ -1,8 +1,9 @@
 """The atlas output folder: scores (JSON, CSV), heatmaps and a label map (PNG, SVG), an HTML report.
 
 The HTML report is self-contained (no network, every text escaped). When the views exist
-(`attnlens.to_html`), a standalone page of an example input is written next to it and each
-head's cell opens that head there; otherwise the cell links to the head's section of the report.
+(`attnlens.to_html`), standalone pages of an example input, each opened on one head, are
+written to views/ for the labelled heads and the top head of each pattern, and those heads'
+cells open them; every other cell links to the head's section of the report.
 """
 
 from __future__ import annotations
@@ -115,22 +116,36 @@ def write_plots(at, out: Path) -> list[Path]:
     return written
 
 
-def write_view(example, out: Path) -> str | None:
-    """The standalone view page of `example` (a Capture) if the views exist; its file name, or None."""
+def view_heads(at) -> list[tuple[int, int]]:
+    """Heads that get a view page: every head with a pattern label and the top head of each pattern."""
+    heads = {key for key, label in at.labels.items() if label.patterns}
+    heads |= {at.top(name, 1)[0][:2] for name in at.pattern_names}
+    return sorted(heads)
+
+
+def write_views(example, out: Path, heads) -> dict[tuple[int, int], str]:
+    """Standalone view pages of `example` (a Capture), one per head opened on that head, when the
+    views exist (attnlens.to_html); {(layer, head): relative path}, empty without them."""
     if example is None:
-        return None
+        return {}
     try:
         from . import to_html  # noqa: PLC0415
     except ImportError:
-        return None
-    try:
-        page = to_html(example)
-    except Exception:  # the views are optional here: the report stays usable without them
-        return None
-    if not isinstance(page, str):
-        return None
-    _atomic_write(out / "view.html", page)
-    return "view.html"
+        return {}
+    pages: dict[tuple[int, int], str] = {}
+    folder = out / "views"
+    for layer, head in heads:
+        try:
+            page = to_html(example, layer=layer, head=head)
+        except Exception:  # the views are optional here: the report stays usable without them
+            return pages
+        if not isinstance(page, str):
+            return pages
+        folder.mkdir(exist_ok=True)
+        name = f"L{layer}-H{head}.html"
+        _atomic_write(folder / name, page)
+        pages[(layer, head)] = f"views/{name}"
+    return pages
 
 
 _CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0}
@@ -146,15 +161,14 @@ def _cell_color(v: float) -> str:
     return f"rgb({shade},{shade},255)"
 
 
-def render_html(at, *, view: str | None, images: bool, explanations=None, causal=None) -> str:
-    """The report page (every text escaped)."""
+def render_html(at, *, views: dict | None = None, images: bool = False, explanations=None, causal=None) -> str:
+    """The report page (every text escaped); `views` maps (layer, head) to that head's view page."""
     e = html.escape
     labels = at.labels
+    views = views or {}
 
     def link(layer, head):
-        if view:
-            return f"{view}#layer={layer}&amp;head={head}"
-        return f"#head-{layer}-{head}"
+        return e(views.get((layer, head), f"#head-{layer}-{head}"), quote=True)
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>attnlens atlas: {e(at.model_name)}</title>"
              f"<style>{_CSS}</style></head><body>",
@@ -164,8 +178,8 @@ def render_html(at, *, view: str | None, images: bool, explanations=None, causal
         parts.append(" Skipped: " + e(", ".join(f"{n} {r}" for r, n in sorted(at.skipped.items()))) + ".")
     parts.append("</p><p class='def'>Label rule: a head is labelled with every pattern whose chance-corrected "
                  f"score (score - chance) / (1 - chance) is at least {at.threshold:g}; otherwise <i>broad</i> if its normalized entropy is at least {at.broad_entropy:g}, "
-                 "else <i>mixed</i>. " + ("Click a cell to open that head in the view of the example input."
-                                           if view else "Click a cell for that head's scores.") + "</p>")
+                 "else <i>mixed</i>. Click a cell for that head's scores"
+                 + (" (labelled and top heads open in the view of an example input)." if views else ".") + "</p>")
     parts.append("<h2>Labels</h2><table><tr><th>layer \\ head</th>"
                  + "".join(f"<th>{h}</th>" for h in range(at.num_heads)) + "</tr>")
     for layer in range(at.num_layers):
@@ -202,7 +216,9 @@ def render_html(at, *, view: str | None, images: bool, explanations=None, causal
     for (layer, head), label in sorted(labels.items()):
         rows = "".join(f"<tr><td>{e(n)}</td><td>{at.scores[n][layer, head]:.3f}</td><td>{at.spread[n][layer, head]:.3f}</td>"
                        f"<td>{at.chance[n]:.3f}</td></tr>" for n in at.pattern_names)
-        parts.append(f"<div class='head' id='head-{layer}-{head}'><b>layer {layer} head {head}</b>: {e(str(label))}"
+        view_link = (f" <a href='{e(views[(layer, head)], quote=True)}'>open in the view</a>"
+                     if (layer, head) in views else "")
+        parts.append(f"<div class='head' id='head-{layer}-{head}'><b>layer {layer} head {head}</b>: {e(str(label))}{view_link}"
                      f"<table><tr><th>pattern</th><th>mean</th><th>std</th><th>chance</th></tr>{rows}</table></div>")
     parts.append("</body></html>")
     return "".join(parts)
@@ -216,11 +232,11 @@ def write_report(at, out: Path, *, example=None, explanations=None, causal=None)
         raise AttnlensError(f"{out} exists and is not a folder") from None
     write_scores(at, out)
     images = bool(write_plots(at, out))
-    view = write_view(example, out)
+    views = write_views(example, out, view_heads(at))
     if explanations:
         _atomic_write(out / "explanations.json", json.dumps([ex.to_dict() for ex in explanations], indent=1))
     if causal is not None:
         _atomic_write(out / "causal.json", json.dumps({"rows": causal.rows(), "unavailable": causal.unavailable}, indent=1))
     report = out / "report.html"
-    _atomic_write(report, render_html(at, view=view, images=images, explanations=explanations, causal=causal))
+    _atomic_write(report, render_html(at, views=views, images=images, explanations=explanations, causal=causal))
     return report

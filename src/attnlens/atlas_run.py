@@ -28,6 +28,7 @@ from .record import _run_batch, _token_metadata, resolve_model
 Pair = tuple[str, "str | None"]
 DEFAULT_DATASET = "default"
 BUFFER_BATCHES = 16  # batches of inputs read ahead and sorted by length together
+MAX_BATCH_CELLS = 32 * 64 * 64  # inputs x tokens x tokens per batch: long inputs go in smaller batches
 
 
 # ---- the result --------------------------------------------------------------------------
@@ -188,17 +189,26 @@ def _valid(item) -> Pair | None:
 
 # ---- streaming ---------------------------------------------------------------------------
 def _encoded_batches(lm: LoadedModel, pairs: Iterable, stats: PatternStats, batch_size: int) -> Iterator[list]:
-    """Batches of (encoding, layout-less metadata) sorted by length within a read-ahead buffer.
+    """Batches of encodings, sorted by length within a read-ahead buffer.
 
-    Unusable inputs and inputs longer than the model's maximum are counted in `stats.skipped`.
+    A batch holds at most `batch_size` inputs and MAX_BATCH_CELLS inputs x tokens^2, so the
+    attention of one batch (and memory) stays bounded whatever the lengths. Unusable inputs
+    and inputs longer than the model's maximum are counted in `stats.skipped`.
     """
     buffer: list = []
     limit = lm.max_length
 
     def flush():
         buffer.sort(key=lambda enc: len(enc["input_ids"]))
-        for start in range(0, len(buffer), batch_size):
-            yield buffer[start:start + batch_size]
+        batch: list = []
+        for enc in buffer:
+            n = len(enc["input_ids"])  # the longest so far: the buffer is sorted
+            if batch and (len(batch) >= batch_size or (len(batch) + 1) * n * n > MAX_BATCH_CELLS):
+                yield batch
+                batch = []
+            batch.append(enc)
+        if batch:
+            yield batch
         buffer.clear()
 
     for item in pairs:
@@ -234,6 +244,7 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     """Statistics of every pattern over `pairs` (an iterable, consumed once), streamed in batches."""
     stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names)
     names_in = [k for k in lm.tokenizer.model_input_names]
+    reported = 0
     with intervene(lm, intervention, seed=seed):
         for chunk in _encoded_batches(lm, pairs, stats, max(1, int(batch_size))):
             keys = [k for k in names_in if k in chunk[0]]
@@ -243,7 +254,9 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
                 attn = np.stack([_left_align(attn[b], mask[b]) for b in range(len(chunk))])
             stats.add(attn, stack_layouts([_layout(lm, enc) for enc in chunk], attn.shape[-1]), level)
             if progress is not None:
-                progress(len(chunk))
+                consumed = stats.inputs + sum(stats.skipped.values())
+                progress(consumed - reported)
+                reported = consumed
     return stats
 
 
@@ -259,8 +272,9 @@ def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "
           broad_entropy: float = BROAD_ENTROPY) -> Atlas:
     """Score every head of `model` on every pattern over `corpus` and label it.
 
-    corpus: a dataset name (None = the default corpus), a text file, or an iterable of
-    `(sentence_a, sentence_b or None)` pairs / plain sentences. `limit` keeps the first N.
+    corpus: a dataset name (None = the default corpus), a documents or .tsv file (see
+    attnlens.corpus), or an iterable of `(sentence_a, sentence_b or None)` pairs / plain
+    sentences. `limit`: a fixed sample of N pairs of a dataset or documents, the first N otherwise.
     level: "token" or "word" (attention to a word = sum over its pieces, from a word = mean).
     ray: score shards of the corpus as Ray tasks (`shards` of them) and merge exactly.
     intervention: run under a causal intervention (see attnlens.interventions).

@@ -132,10 +132,10 @@ def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     0 = all attention on one key, 1 = perfectly uniform over the whole input. Defined for
     every text token of inputs with at least two positions. "broad" heads are labelled from it.
     """
-    plogp = attn * np.log(np.maximum(attn, np.finfo(attn.dtype).tiny))  # [..., L, H, U, U]; 0 log 0 = 0
+    logs = np.log(attn, where=attn > 0, out=np.zeros_like(attn))  # [..., L, H, U, U]; 0 log 0 = 0
     lengths = layout.lengths  # [...]
     norm = np.log(np.maximum(lengths, 2)).astype(np.float64)[..., None, None, None]  # [..., 1, 1, 1]
-    values = np.clip(-plogp.sum(axis=-1) / norm, 0.0, 1.0)  # [..., L, H, U]
+    values = np.clip(-np.einsum("...k,...k->...", attn, logs) / norm, 0.0, 1.0)  # [..., L, H, U]
     return values, layout.content & (lengths >= 2)[..., None]
 
 

@@ -64,13 +64,16 @@ class PatternStats:
         uniform = (layout.real[..., None, :] / np.maximum(lengths, 1)[..., None, None])  # [..., U, U]
         uniform = np.broadcast_to(uniform[..., None, None, :, :], (*batch_axes, 1, 1, layout.size, layout.size))
         sum_axes = tuple(range(len(batch_axes)))
-        for p, name in enumerate(self.names):
-            pattern = get_pattern(name)
+        patterns = [get_pattern(name) for name in self.names]
+        mass_rows = [p for p, pattern in enumerate(patterns) if pattern.is_mass]
+        if mass_rows:
+            targets = np.stack([patterns[p].targets(layout) for p in mass_rows], axis=-3)  # [..., P, U, U]
+            masses = _masses(attn, targets)  # [..., P, L, H, U]
+        for p, pattern in enumerate(patterns):
             if pattern.is_mass:
-                targets = pattern.targets(layout)  # [..., U, U]
-                values = np.where(targets[..., None, None, :, :], attn, 0).sum(axis=-1)  # [..., L, H, U]
-                defined = targets.any(axis=-1)  # [..., U]
-                base = targets.sum(axis=-1) / np.maximum(lengths, 1)[..., None]  # [..., U] uniform attention's mass
+                k = mass_rows.index(p)
+                values, defined = masses[..., k, :, :, :], targets[..., k, :, :].any(axis=-1)  # [..., L, H, U], [..., U]
+                base = targets[..., k, :, :].sum(axis=-1) / np.maximum(lengths, 1)[..., None]  # [..., U] uniform attention's mass
             else:
                 values, defined = pattern.score(attn, layout)  # [..., L, H, U], [..., U]
                 base = pattern.score(uniform, layout)[0][..., 0, 0, :]  # [..., U]
@@ -114,6 +117,21 @@ class PatternStats:
         """What uniform attention over each input would score, per pattern.  # [P]"""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.chance / np.where(self.count > 0, self.count, np.nan)
+
+
+def _masses(attn: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Attention mass on the targets of several patterns in one matrix product.
+
+    attn [..., L, H, U, U], targets bool [..., P, U, U] -> [..., P, L, H, U]
+    (mass[p, l, h, i] = sum_j attn[l, h, i, j] * targets[p, i, j]).
+    """
+    *batch, n_layers, n_heads, n, _ = attn.shape
+    by_query = np.moveaxis(attn.reshape(*batch, n_layers * n_heads, n, n), -2, -3)  # [..., U(query), L*H, U(key)]
+    keys_by_pattern = np.moveaxis(targets.astype(attn.dtype), -3, -1)  # [..., U(query), U(key), P]
+    product = by_query @ keys_by_pattern  # [..., U(query), L*H, P]
+    product = np.moveaxis(product, -3, -1)  # [..., L*H, P, U]
+    product = np.moveaxis(product, -2, -3)  # [..., P, L*H, U]
+    return product.reshape(*batch, targets.shape[-3], n_layers, n_heads, n)  # [..., P, L, H, U]
 
 
 def _unbatch(layout: Layout, b: int, n: int) -> Layout:
