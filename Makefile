@@ -25,6 +25,8 @@ browser:
 demo: $(STAMP)
 	$(VENV)/bin/attnlens capture "I went to the store." "At the store, I bought fresh strawberries." -o out/demo_capture.npz
 	$(VENV)/bin/attnlens view "I went to the store." "At the store, I bought fresh strawberries." -o out/demo_view.html
+	$(VENV)/bin/attnlens predict fill-mask "the [MASK] module provides functions for working with [MASK] ."
+	$(VENV)/bin/attnlens predict nsp "I went to the store." "At the store, I bought fresh strawberries."
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q

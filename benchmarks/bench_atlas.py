@@ -1,0 +1,133 @@
+"""Atlas throughput against a bare sdpa forward over the same corpus, and peak memory vs corpus size.
+
+Prints, from one run:
+- tokens/s of a bare forward (tokenize, pad, sdpa forward of the unmodified model, same
+  length-sorted batches) and of the atlas (the same plus q/k hooks, attention recomputed,
+  every pattern scored), and their ratio (target >= 0.7x);
+- peak RSS of the atlas at each corpus size, each measured in a fresh subprocess, and the
+  growth over the RSS before scoring (target: flat in the corpus size).
+
+Peak RSS also counts glibc heap fragmentation from the varying batch shapes; run with
+MALLOC_MMAP_THRESHOLD_=131072 to see the atlas's own footprint (large arrays then go to mmap).
+
+Usage: python benchmarks/bench_atlas.py [--pairs 500] [--sizes 1000,10000] [--batch-size 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bare_forward(lm, pairs, batch_size: int) -> int:
+    """Tokenize, sort by length, pad and run the plain model; returns the real-token count."""
+    import torch
+
+    encodings = [lm.tokenizer(a, b) for a, b in pairs]
+    encodings = [e for e in encodings if len(e["input_ids"]) <= lm.max_length]
+    encodings.sort(key=lambda e: len(e["input_ids"]))
+    names = [k for k in lm.tokenizer.model_input_names if k in encodings[0]]
+    tokens = 0
+    with torch.inference_mode():
+        for start in range(0, len(encodings), batch_size):
+            chunk = encodings[start:start + batch_size]
+            batch = lm.tokenizer.pad([{k: e[k] for k in names} for e in chunk], return_tensors="pt")
+            lm.model.base_model(**batch)
+            tokens += int(batch["attention_mask"].sum())
+    return tokens
+
+
+def throughput(n_pairs: int, batch_size: int, repeats: int) -> dict:
+    from attnlens import load_model
+    from attnlens.atlas_run import resolve_pairs, score_pairs
+
+    lm = load_model()  # sdpa attention (the transformers default)
+    pairs, _ = resolve_pairs("default", n_pairs)
+    tokens = sum(len(lm.tokenizer(a, b)["input_ids"]) for a, b in pairs)
+    bare_forward(lm, pairs[:64], batch_size)  # warm-up
+    bare, atlas = [], []
+    for _ in range(repeats):  # interleaved, best of `repeats`: the machine is shared
+        t0 = time.perf_counter()
+        bare_forward(lm, pairs, batch_size)
+        bare.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        stats = score_pairs(lm, pairs, batch_size=batch_size)
+        atlas.append(time.perf_counter() - t0)
+    assert stats.inputs == len(pairs)
+    return {"pairs": len(pairs), "tokens": tokens, "attn_implementation": lm.model.config._attn_implementation,
+            "bare_tokens_per_s": tokens / min(bare), "atlas_tokens_per_s": tokens / min(atlas),
+            "ratio": min(bare) / min(atlas)}
+
+
+def memory_child(n_pairs: int, batch_size: int) -> dict:
+    from attnlens import load_model
+    from attnlens.atlas_run import resolve_pairs, score_pairs
+
+    lm = load_model()
+    pairs, _ = resolve_pairs("default", n_pairs)
+    score_pairs(lm, pairs[:batch_size], batch_size=batch_size)  # warm-up: allocator, kernels
+    before = current_rss_mb()
+    t0 = time.perf_counter()
+    stats = score_pairs(lm, pairs, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    return {"pairs": len(pairs), "scored": stats.inputs, "rss_before_mb": before, "peak_rss_mb": peak_rss_mb(),
+            "seconds": seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=500, help="pairs for the throughput comparison")
+    parser.add_argument("--sizes", default="1000,10000", help="corpus sizes for the memory measurement")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(memory_child(args.memory_child, args.batch_size)))
+        return
+    import torch
+
+    print(f"torch threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}")
+    tp = throughput(args.pairs, args.batch_size, args.repeats)
+    print(f"throughput over {tp['pairs']} pairs ({tp['tokens']} tokens, default corpus, {tp['attn_implementation']}):")
+    print(f"  bare forward   {tp['bare_tokens_per_s']:9.0f} tokens/s")
+    print(f"  atlas          {tp['atlas_tokens_per_s']:9.0f} tokens/s")
+    print(f"  ratio atlas/bare: {tp['ratio']:.2f}x (target >= 0.70x)")
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",") if s]:
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(size), "--batch-size", str(args.batch_size)],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("peak memory of the atlas (fresh process per size):")
+    for r in rows:
+        print(f"  {r['pairs']:6d} pairs: peak RSS {r['peak_rss_mb']:7.0f} MB, before scoring {r['rss_before_mb']:7.0f} MB, "
+              f"growth {r['peak_rss_mb'] - r['rss_before_mb']:6.0f} MB, {r['pairs'] / r['seconds']:.0f} pairs/s")
+    if len(rows) >= 2:
+        print(f"  peak ratio largest/smallest corpus: {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x "
+              f"for {rows[-1]['pairs'] / rows[0]['pairs']:.0f}x the pairs")
+
+
+if __name__ == "__main__":
+    main()

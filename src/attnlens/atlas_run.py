@@ -1,0 +1,301 @@
+"""The atlas: every head scored on every pattern over a corpus, streamed, and labelled.
+
+`atlas(corpus, model=...)` reads (sentence A, sentence B or None) pairs, runs the model in
+length-sorted batches with the q/k hooks of record.py, scores each input's attention as soon
+as it is computed and keeps only sufficient statistics (sums, sums of squares, counts), so
+memory stays flat however long the corpus is. With `ray=True` the corpus is split into
+shards scored by Ray tasks and the statistics are merged exactly.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import AttnlensError
+from .interventions import intervene
+from .models import LoadedModel
+from .patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
+from .patterns.layout import Layout, check_level, stack_layouts
+from .patterns.scores import PATTERN_NAMES, PATTERNS, get_pattern
+from .patterns.stats import PatternStats
+from .record import _run_batch, _token_metadata, resolve_model
+
+Pair = tuple[str, "str | None"]
+DEFAULT_DATASET = "default"
+BUFFER_BATCHES = 16  # batches of inputs read ahead and sorted by length together
+MAX_BATCH_CELLS = 32 * 64 * 64  # inputs x tokens x tokens per batch: long inputs go in smaller batches
+
+
+# ---- the result --------------------------------------------------------------------------
+@dataclass
+class Atlas:
+    """Per pattern and head: mean score over the corpus, its spread, and the labels derived from them."""
+
+    stats: PatternStats
+    model_name: str
+    corpus_name: str = ""
+    level: str = "token"
+    threshold: float = THRESHOLD
+    broad_entropy: float = BROAD_ENTROPY
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def pattern_names(self) -> tuple[str, ...]:
+        return self.stats.names
+
+    @property
+    def num_layers(self) -> int:
+        return self.stats.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.stats.shape[1]
+
+    @property
+    def scores(self) -> dict[str, np.ndarray]:
+        """{pattern: mean score [layers, heads]} (NaN where the pattern never occurred in the corpus)."""
+        mean = self.stats.mean()
+        return {name: mean[p] for p, name in enumerate(self.pattern_names)}
+
+    @property
+    def spread(self) -> dict[str, np.ndarray]:
+        """{pattern: standard deviation of the per-query scores [layers, heads]}."""
+        std = self.stats.std()
+        return {name: std[p] for p, name in enumerate(self.pattern_names)}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """{pattern: number of queries the pattern was defined for}."""
+        return {name: int(c) for name, c in zip(self.pattern_names, self.stats.count)}
+
+    @property
+    def chance(self) -> dict[str, float]:
+        """{pattern: the score uniform attention over each input would get}."""
+        return {name: float(c) for name, c in zip(self.pattern_names, self.stats.chance_mean())}
+
+    @property
+    def labels(self) -> dict[tuple[int, int], HeadLabel]:
+        """{(layer, head): HeadLabel}; see attnlens.patterns.labels for the rule."""
+        return label_heads(self.scores, chance=self.chance, threshold=self.threshold, broad_entropy=self.broad_entropy)
+
+    @property
+    def inputs(self) -> int:
+        return self.stats.inputs
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return dict(self.stats.skipped)
+
+    def top(self, pattern: str, k: int = 5) -> list[tuple[int, int, float]]:
+        """The k heads with the highest mean score on `pattern`: [(layer, head, score)], best first."""
+        get_pattern(pattern)
+        if pattern not in self.pattern_names:
+            raise AttnlensError(f"pattern {pattern!r} was not scored in this atlas")
+        values = self.scores[pattern]
+        order = np.argsort(-np.nan_to_num(values, nan=-1.0), axis=None)[:max(0, int(k))]
+        return [(int(i // self.num_heads), int(i % self.num_heads), float(values.flat[i])) for i in order]
+
+    def summary(self) -> str:
+        """Plain text: corpus size, skips, then one line per head that has a pattern label."""
+        lines = [f"atlas of {self.model_name} over {self.inputs} inputs ({self.corpus_name or 'corpus'}, {self.level} level)"]
+        if self.skipped:
+            lines.append("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items())))
+        counts: dict[str, int] = {}
+        for label in self.labels.values():
+            counts[label.name] = counts.get(label.name, 0) + 1
+        lines.append("labels: " + ", ".join(f"{n} x{c}" for n, c in sorted(counts.items(), key=lambda kv: -kv[1])))
+        for (layer, head), label in sorted(self.labels.items()):
+            if label.patterns:
+                lines.append(f"  L{layer} H{head}: {label}")
+        lines.append("top head per pattern:")
+        for name in self.pattern_names:
+            layer, head, score = self.top(name, 1)[0]
+            lines.append(f"  {name:26s} L{layer} H{head}  {score:.3f}  (chance {self.chance[name]:.3f})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Everything as JSON-ready data (NaN written as null)."""
+        def grid(a):
+            return [[None if not np.isfinite(v) else float(v) for v in row] for row in a]
+        return {
+            "format": "attnlens.atlas/1",
+            "model": self.model_name, "corpus": self.corpus_name, "level": self.level,
+            "inputs": self.inputs, "skipped": self.skipped,
+            "layers": self.num_layers, "heads": self.num_heads,
+            "label_rule": {"threshold": self.threshold, "broad_entropy": self.broad_entropy,
+                           "rule": "patterns with (score - chance) / (1 - chance) >= threshold, joined by '+'; "
+                                   "else 'broad' if entropy >= broad_entropy; else 'mixed'"},
+            "patterns": {
+                name: {"definition": PATTERNS[name].definition, "queries": self.counts[name],
+                       "chance": self.chance[name], "mean": grid(self.scores[name]), "std": grid(self.spread[name])}
+                for name in self.pattern_names},
+            "labels": [{"layer": l, "head": h, "label": lab.name,
+                        "patterns": [{"pattern": n, "score": s} for n, s in lab.patterns],
+                        "entropy": lab.entropy} for (l, h), lab in sorted(self.labels.items())],
+            "meta": self.meta,
+        }
+
+    def save(self, directory: str | Path, *, example=None, explanations=None, causal=None) -> Path:
+        """Write scores.json, scores.csv, heatmaps, the label map and report.html into `directory`.
+
+        example: a Capture shown in the views (when they exist); explanations / causal: optional
+        results of `attnlens.explain` / `attnlens.causal_checks` added to the report.
+        """
+        from .atlas_report import write_report  # noqa: PLC0415
+
+        return write_report(self, Path(directory), example=example, explanations=explanations, causal=causal)
+
+
+# ---- reading the corpus ------------------------------------------------------------------
+def resolve_pairs(corpus, limit: int | None = None, *, seed: int = 0) -> tuple[list[Pair], str]:
+    """(pairs, a name for the corpus) from a dataset name, a file path or an iterable of inputs.
+
+    Resolution is attnlens.corpus.resolve_corpus's: a dataset name or a documents file gives
+    consecutive sentence pairs (with `limit`, a deterministic sample of `limit` of them); a
+    .tsv file or an iterable gives its pairs in order (with `limit`, the first `limit`).
+    """
+    from .corpus import resolve_corpus  # noqa: PLC0415
+
+    if corpus is None:
+        corpus = DEFAULT_DATASET
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise AttnlensError(f"limit must be a positive integer, got {limit!r}")
+    name = str(corpus) if isinstance(corpus, (str, Path)) else "iterable"
+    pairs = resolve_corpus(corpus, seed=seed, limit=limit)
+    if not pairs:
+        raise AttnlensError(f"the corpus {name} is empty: no sentence pairs to score")
+    return list(pairs), name
+
+
+def _valid(item) -> Pair | None:
+    """The item as a (str, str|None) pair, or None when it is not usable text."""
+    if isinstance(item, str):
+        item = (item, None)
+    try:
+        a, b = item
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(a, str) or not a.strip():
+        return None
+    if b is not None and (not isinstance(b, str) or not b.strip()):
+        return None
+    return a, b
+
+
+# ---- streaming ---------------------------------------------------------------------------
+def _encoded_batches(lm: LoadedModel, pairs: Iterable, stats: PatternStats, batch_size: int) -> Iterator[list]:
+    """Batches of encodings, sorted by length within a read-ahead buffer.
+
+    A batch holds at most `batch_size` inputs and MAX_BATCH_CELLS inputs x tokens^2, so the
+    attention of one batch (and memory) stays bounded whatever the lengths. Unusable inputs
+    and inputs longer than the model's maximum are counted in `stats.skipped`.
+    """
+    buffer: list = []
+    limit = lm.max_length
+
+    def flush():
+        buffer.sort(key=lambda enc: len(enc["input_ids"]))
+        batch: list = []
+        for enc in buffer:
+            n = len(enc["input_ids"])  # the longest so far: the buffer is sorted
+            if batch and (len(batch) >= batch_size or (len(batch) + 1) * n * n > MAX_BATCH_CELLS):
+                yield batch
+                batch = []
+            batch.append(enc)
+        if batch:
+            yield batch
+        buffer.clear()
+
+    for item in pairs:
+        pair = _valid(item)
+        if pair is None:
+            stats.skip("empty or not text")
+            continue
+        enc = lm.tokenizer(pair[0], pair[1])
+        if len(enc["input_ids"]) > limit:
+            stats.skip(f"longer than {limit} tokens")
+            continue
+        buffer.append(enc)
+        if len(buffer) >= batch_size * BUFFER_BATCHES:
+            yield from flush()
+    yield from flush()
+
+
+def _left_align(attn: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Move an input's real positions to the front (padding after them): [L, H, T, T] -> [L, H, T, T]."""
+    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask.astype(bool))])
+    return attn[:, :, order][:, :, :, order]
+
+
+def _layout(lm: LoadedModel, enc) -> Layout:
+    _tokens, ids, segments, words, special = _token_metadata(lm, enc)
+    is_cls = np.zeros_like(special)
+    is_cls[0] = bool(special[0])
+    return Layout(identity=ids, segment=segments, group=words, special=special, is_cls=is_cls)
+
+
+def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int = 32, names=PATTERN_NAMES,
+                intervention: str | None = None, seed: int = 0, progress=None) -> PatternStats:
+    """Statistics of every pattern over `pairs` (an iterable, consumed once), streamed in batches."""
+    stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names)
+    names_in = [k for k in lm.tokenizer.model_input_names]
+    reported = 0
+    with intervene(lm, intervention, seed=seed):
+        for chunk in _encoded_batches(lm, pairs, stats, max(1, int(batch_size))):
+            keys = [k for k in names_in if k in chunk[0]]
+            batch = lm.tokenizer.pad([{k: enc[k] for k in keys} for enc in chunk], return_tensors="pt")
+            attn, _q, _k, mask = _run_batch(lm, batch)  # attn [B, L, H, T, T]
+            if not mask[:, 0].all():  # left padding: realign each input to start at position 0
+                attn = np.stack([_left_align(attn[b], mask[b]) for b in range(len(chunk))])
+            stats.add(attn, stack_layouts([_layout(lm, enc) for enc in chunk], attn.shape[-1]), level)
+            if progress is not None:
+                consumed = stats.inputs + sum(stats.skipped.values())
+                progress(consumed - reported)
+                reported = consumed
+    return stats
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, unit="pair", disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "token", batch_size: int = 32,
+          limit: int | None = None, progress: bool = True, ray: bool = False, shards: int | None = None,
+          intervention: str | None = None, seed: int = 0, threshold: float = THRESHOLD,
+          broad_entropy: float = BROAD_ENTROPY) -> Atlas:
+    """Score every head of `model` on every pattern over `corpus` and label it.
+
+    corpus: a dataset name (None = the default corpus), a documents or .tsv file (see
+    attnlens.corpus), or an iterable of `(sentence_a, sentence_b or None)` pairs / plain
+    sentences. `limit`: a fixed sample of N pairs of a dataset or documents, the first N otherwise.
+    level: "token" or "word" (attention to a word = sum over its pieces, from a word = mean).
+    ray: score shards of the corpus as Ray tasks (`shards` of them) and merge exactly.
+    intervention: run under a causal intervention (see attnlens.interventions).
+    """
+    check_level(level)
+    if batch_size < 1:
+        raise AttnlensError(f"batch_size must be at least 1, got {batch_size}")
+    pairs, corpus_name = resolve_pairs(corpus, limit, seed=seed)
+    lm = resolve_model(model)
+    if ray:
+        from .atlas_ray import score_pairs_ray  # noqa: PLC0415
+
+        stats = score_pairs_ray(model if model is None or isinstance(model, str) else lm, pairs, level=level,
+                                batch_size=batch_size, shards=shards, intervention=intervention, seed=seed,
+                                progress=progress)
+    else:
+        with _progress_bar(len(pairs), progress) as bar:
+            stats = score_pairs(lm, pairs, level=level, batch_size=batch_size, intervention=intervention,
+                                seed=seed, progress=bar.update)
+    if stats.inputs == 0:
+        reasons = ", ".join(f"{n} {r}" for r, n in stats.skipped.items())
+        raise AttnlensError(f"no usable input in the corpus {corpus_name} (skipped: {reasons})")
+    meta = {"intervention": intervention} if intervention else {}
+    return Atlas(stats, lm.name, corpus_name, level, threshold, broad_entropy, meta)

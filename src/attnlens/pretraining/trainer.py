@@ -1,0 +1,351 @@
+"""The pretraining loop: AdamW with warmup / flat / linear decay, clipping, held-out evaluation,
+atomic checkpoints, exact resume, and DDP through torchrun (gloo on CPU, nccl on GPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import AttnlensError
+from . import checkpoint as ckpt
+from .config import TrainConfig, bert_config
+from .data import Masker, PairStream, check_documents, make_batch, make_pairs, seed_for, tokenize_documents
+from .objective import PretrainingObjective, summarize_stats
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (world 1 when run directly)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _init_distributed(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist  # noqa: PLC0415
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+def resolve_device(name: str) -> torch.device:
+    """cpu, cuda (cuda:N) or auto (cuda when available)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise AttnlensError("--device cuda was asked for but no CUDA GPU is available")
+        if name == "cuda" and "LOCAL_RANK" in os.environ:
+            name = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    elif name != "cpu":
+        raise AttnlensError(f"unknown device {name!r}: use cpu, cuda or auto")
+    return torch.device(name)
+
+
+def _param_groups(model, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / RUN_FILE).is_file():
+            raise AttnlensError(f"cannot resume: {run_dir} is not a run folder (no {RUN_FILE})")
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise AttnlensError(f"{run_dir} already exists; pass --resume to continue that run or choose a new --out")
+
+
+def _split_documents(documents: list[list[str]], seed: int, fraction: float = 0.05):
+    """A held-out split of whole documents (at least one) when only one corpus is given."""
+    order = np.random.default_rng(seed_for(seed, 5)).permutation(len(documents))
+    n_held = max(1, int(round(len(documents) * fraction))) if len(documents) > 2 else 0
+    held = set(order[:n_held].tolist())
+    return ([d for i, d in enumerate(documents) if i not in held], [d for i, d in enumerate(documents) if i in held])
+
+
+class Trainer:
+    """One pretraining run in `run_dir` (create it, or resume it)."""
+
+    def __init__(self, train_documents, heldout_documents, run_dir, config: TrainConfig | None = None, *,
+                 resume: bool = False, vocab: str | None = None, device: str = "auto",
+                 corpus_info: dict | None = None, progress: bool = True):
+        import transformers  # noqa: PLC0415
+
+        transformers.logging.disable_progress_bar()
+        transformers.logging.set_verbosity_error()
+        self.run_dir = Path(run_dir)
+        self.device = resolve_device(device)
+        self.dist = _init_distributed(self.device)
+        _check_run_dir(self.run_dir, resume)
+        self.dist.barrier()  # every process checked before the first one creates the folder
+        if resume:
+            saved = TrainConfig.from_dict(json.loads((self.run_dir / RUN_FILE).read_text())["config"])
+            if config is not None and config.to_dict() != saved.to_dict():
+                diff = [k for k, v in config.to_dict().items() if saved.to_dict()[k] != v]
+                raise AttnlensError(f"--resume with settings that differ from the run's ({', '.join(diff)})")
+            config = saved
+        self.config = config or TrainConfig()
+        self.progress = progress and self.dist.main
+        if heldout_documents is None:
+            train_documents, heldout_documents = _split_documents(train_documents, self.config.seed)
+        if self.config.batch_size % self.dist.world:
+            raise AttnlensError(f"batch size {self.config.batch_size} does not split over {self.dist.world} processes")
+        self.tokenizer = self._tokenizer(train_documents, vocab, resume)
+        tok = self.tokenizer
+        self.ids = {"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id}
+        self.masker = Masker(tok.mask_token_id, tuple(sorted(set(tok.all_special_ids))), len(tok), self.config.mask_prob)
+        train_ids = tokenize_documents(train_documents, tok)
+        check_documents(train_ids, "training corpus")
+        held_ids = tokenize_documents(heldout_documents, tok)
+        check_documents(held_ids, "held-out split")
+        self.stream = PairStream(train_ids, self.config.seq_len, self.ids, self.masker, self.config.batch_size,
+                                 self.config.seed, self.config.short_seq_prob)
+        self.eval_batch, self.baseline = self._eval_set(train_ids, held_ids)
+        from .head_scores import sentence_pairs  # noqa: PLC0415
+
+        self.score_pairs = sentence_pairs(heldout_documents, self.config.head_score_pairs)
+        self.corpus_info = dict(corpus_info or {}, train_documents=len(train_ids), heldout_documents=len(held_ids),
+                                train_tokens=int(sum(len(s) for d in train_ids for s in d)),
+                                pairs_per_epoch=self.stream.epoch_size)
+        self._build(resume)
+
+    # --- set-up -------------------------------------------------------------------------------
+    def _tokenizer(self, train_documents, vocab, resume):
+        from transformers import AutoTokenizer  # noqa: PLC0415
+
+        from .vocab import load_vocab, save_tokenizer, train_wordpiece  # noqa: PLC0415
+
+        folder = self.run_dir / TOKENIZER_DIR
+        if resume:
+            return AutoTokenizer.from_pretrained(str(folder))
+        if self.dist.main:
+            if vocab:
+                tok = load_vocab(vocab)
+            else:
+                tok = train_wordpiece((s for d in train_documents for s in d), self.config.vocab_size)
+            folder.mkdir(parents=True, exist_ok=True)
+            save_tokenizer(tok, folder)
+        self.dist.barrier()
+        return AutoTokenizer.from_pretrained(str(folder))
+
+    def _eval_set(self, train_ids, held_ids):
+        """A fixed masked batch of held-out pairs, and the most-frequent-token baseline on it."""
+        rng = np.random.default_rng(seed_for(self.config.seed, 3))
+        pairs = make_pairs(held_ids, self.config.seq_len, self.ids, rng, self.config.short_seq_prob)
+        pairs = pairs.take(rng.permutation(len(pairs))[: self.config.eval_pairs])
+        batch = make_batch(pairs, self.masker, torch.Generator().manual_seed(seed_for(self.config.seed, 4)))
+        counts = np.bincount(np.concatenate([s for d in train_ids for s in d]), minlength=len(self.tokenizer))
+        counts[list(self.masker.special_ids)] = 0
+        top = int(counts.argmax())
+        chosen = batch.labels[batch.labels != -100]
+        baseline = {
+            "most_frequent_token": self.tokenizer.convert_ids_to_tokens(top),
+            "mlm_acc": float((chosen == top).float().mean()) if len(chosen) else 0.0,
+            "nsp_acc": float(max(pairs.next_sentence_label.mean(), 1 - pairs.next_sentence_label.mean())),
+            "eval_pairs": len(pairs),
+        }
+        return batch, baseline
+
+    def _build(self, resume: bool):
+        from transformers import BertForPreTraining  # noqa: PLC0415
+
+        cfg = self.config
+        self.step, self.train_seconds, self.tokens_seen = 0, 0.0, 0
+        resume_from = None
+        if resume:
+            ckpt.clean_partial(self.run_dir) if self.dist.main else None
+            found = [c for c in ckpt.list_checkpoints(self.run_dir) if (c[1] / ckpt.OPTIMIZER_FILE).is_file()]
+            resume_from = found[-1][1] if found else None
+        if resume_from is not None:
+            model = BertForPreTraining.from_pretrained(str(resume_from))
+        else:
+            torch.manual_seed(cfg.seed)
+            model = BertForPreTraining(bert_config(cfg.size, len(self.tokenizer), self.tokenizer.pad_token_id))
+        self.model = model.to(self.device)
+        self.model.train()
+        self.optimizer = torch.optim.AdamW(_param_groups(self.model, cfg.weight_decay), lr=cfg.lr,
+                                           betas=(0.9, 0.999), eps=cfg.adam_eps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cfg.lr_factor)
+        if resume_from is not None:
+            state, optim_state = ckpt.load_resume_state(resume_from)
+            self.optimizer.load_state_dict(optim_state)
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.step, self.train_seconds, self.tokens_seen = state["step"], state["train_seconds"], state["tokens_seen"]
+            torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+            if "cuda" in state["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["rng"]["cuda"]])
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if not resume:
+                ckpt.write_json_atomic(self.run_dir / RUN_FILE, {
+                    "config": cfg.to_dict(), "corpus": self.corpus_info, "baseline": self.baseline,
+                    "model": self.model.config.to_dict(), "command": " ".join(sys.argv)})
+            self._trim_metrics()
+        self.objective = PretrainingObjective(self.model)
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.objective = DistributedDataParallel(self.objective, device_ids=ids)
+
+    def _trim_metrics(self):
+        """Drop log lines past the step being resumed from (they will be written again)."""
+        path = self.run_dir / METRICS_FILE
+        if path.exists():
+            keep = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.step]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            os.replace(tmp, path)
+
+    def _log(self, record: dict):
+        if self.dist.main:
+            with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    # --- evaluation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """MLM/NSP loss and accuracy on the fixed held-out batch, and the positional head scores."""
+        from ..models import LoadedModel  # noqa: PLC0415
+        from .head_scores import model_head_scores  # noqa: PLC0415
+
+        self.model.eval()
+        objective = PretrainingObjective(self.model)
+        total = torch.zeros(6)
+        try:
+            for start in range(0, len(self.eval_batch.labels), 128):
+                part = self.eval_batch.rows(slice(start, start + 128)).to(self.device)
+                with self._autocast():
+                    _, stats = objective(part.input_ids, part.token_type_ids, part.attention_mask, part.labels,
+                                         part.next_sentence_label, 1.0, 1.0)
+                total += stats.float().cpu()
+            result = summarize_stats(total)
+            if self.score_pairs:
+                scores = model_head_scores(LoadedModel(self.model, self.tokenizer, name=str(self.run_dir)),
+                                           self.score_pairs)
+                for name, arr in scores.items():
+                    result[name] = float(arr.max())
+                    result[name + "_head"] = [int(x) for x in np.unravel_index(arr.argmax(), arr.shape)]
+                    result[name + "_scores"] = np.round(arr, 4).tolist()
+        finally:
+            self.model.train()
+        return result
+
+    # --- training -----------------------------------------------------------------------------
+    def _save(self):
+        if self.dist.main:
+            ckpt.save_checkpoint(self.run_dir, self.step, self.model, self.tokenizer, self.optimizer, {
+                "scheduler": self.scheduler.state_dict(), "train_seconds": self.train_seconds,
+                "tokens_seen": self.tokens_seen, "world_size": self.dist.world})
+        self.dist.barrier()
+
+    def train(self) -> Path:
+        """Train up to config.steps; returns the run folder."""
+        cfg = self.config
+        per_rank = cfg.batch_size // self.dist.world
+        rows = slice(self.dist.rank * per_rank, (self.dist.rank + 1) * per_rank)
+        bar = None
+        if self.progress:
+            from tqdm import tqdm  # noqa: PLC0415
+
+            bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr,
+                       mininterval=1.0 if sys.stderr.isatty() else 30.0)
+        window = torch.zeros(6)
+        window_tokens, window_start = 0, time.perf_counter()
+        try:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                batch = self.stream.batch(self.step)
+                mlm_norm = float((batch.labels != -100).sum().clamp(min=1))
+                tokens = int(batch.attention_mask.sum())
+                local = batch.rows(rows).to(self.device)
+                with self._autocast():
+                    loss, stats = self.objective(local.input_ids, local.token_type_ids, local.attention_mask,
+                                                 local.labels, local.next_sentence_label,
+                                                 mlm_norm / self.dist.world, cfg.batch_size / self.dist.world)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                self.train_seconds += time.perf_counter() - t0
+                self.tokens_seen += tokens
+                window += stats.detach().float().cpu()
+                window_tokens += tokens
+                if bar is not None:
+                    bar.update(1)
+                if self.step % 50 == 0 or self.step == cfg.steps:
+                    elapsed = time.perf_counter() - window_start
+                    train = summarize_stats(window)  # this process's share of the batches
+                    rate = window_tokens / max(elapsed, 1e-9)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{train['mlm_loss'] + train['nsp_loss']:.3f}",
+                                        mlm_acc=f"{train['mlm_acc']:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+                    self._log({"step": self.step, "kind": "train", "minutes": self.train_seconds / 60,
+                               "lr": self.scheduler.get_last_lr()[0], "tokens_per_s": rate, **train})
+                    window.zero_()
+                    window_tokens, window_start = 0, time.perf_counter()
+                if self.dist.main and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                    result = self.evaluate()
+                    self._log({"step": self.step, "kind": "eval", "minutes": self.train_seconds / 60,
+                               "tokens_seen": self.tokens_seen, **result})
+                    if bar is not None:
+                        bar.write(f"step {self.step} ({self.train_seconds / 60:.1f} min): held-out MLM acc "
+                                  f"{result['mlm_acc']:.3f} (baseline {self.baseline['mlm_acc']:.3f}), NSP acc "
+                                  f"{result['nsp_acc']:.3f}, prev-token {result.get('previous_token', math.nan):.2f}, "
+                                  f"next-token {result.get('next_token', math.nan):.2f}")
+                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self._save()
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.run_dir
+
+
+def pretrain(train_documents, heldout_documents=None, out="runs/bert", config: TrainConfig | None = None, *,
+             resume: bool = False, vocab: str | None = None, device: str = "auto", corpus_info: dict | None = None,
+             progress: bool = True) -> Path:
+    """Pretrain a BertForPreTraining (MLM + NSP) from scratch on documents (lists of sentences).
+
+    Without `heldout_documents`, 5% of the documents are held out for evaluation.
+    Returns the run folder; its newest checkpoint loads with `BertForPreTraining.from_pretrained`.
+    """
+    trainer = Trainer(train_documents, heldout_documents, out, config, resume=resume, vocab=vocab, device=device,
+                      corpus_info=corpus_info, progress=progress)
+    return trainer.train()
