@@ -18,6 +18,7 @@ def tiny_config(family: str, **overrides):
     from transformers import AlbertConfig, BertConfig, DistilBertConfig, ElectraConfig, RobertaConfig
 
     common = dict(vocab_size=30522, max_position_embeddings=64, pad_token_id=0)
+    common.update({k: overrides.pop(k) for k in list(overrides) if k in common})
     if family == "distilbert":
         return DistilBertConfig(dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common, **overrides)
     cls = {"bert": BertConfig, "roberta": RobertaConfig, "electra": ElectraConfig, "albert": AlbertConfig}[family]

@@ -110,10 +110,13 @@ def test_corpus_files_of_pairs_and_documents(tiny_bert, tmp_path):
     assert result.inputs == 3  # consecutive sentence pairs within documents
 
 
-def test_default_dataset_sample(tiny_bert):
+def test_default_dataset_sample():
     pairs, name = resolve_pairs(None, 5)
     assert name == "default" and len(pairs) == 5 and all(isinstance(b, str) for _, b in pairs)
-    assert atlas(None, model=tiny_bert, limit=5, progress=False).inputs == 5
+    long_enough = tiny_model("bert", max_position_embeddings=512)  # no sampled pair is over its length
+    assert atlas(None, model=long_enough, limit=5, progress=False).inputs == 5
+    short = atlas(None, model=tiny_model("bert"), limit=5, progress=False)  # 64 positions: long pairs skipped
+    assert short.inputs + sum(short.skipped.values()) == 5
 
 
 def test_causal_checks_on_the_default_model(default_model):

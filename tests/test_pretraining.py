@@ -225,22 +225,19 @@ def test_predictions_match_the_models_own_heads(trained_run):
     assert p == pytest.approx(float(expected), rel=1e-5)
 
 
-def test_head_scores_of_a_perfect_previous_token_head(trained_run):
+def test_logged_head_scores_are_the_atlas_scores(trained_run):
+    from attnlens import atlas
     from attnlens.pretraining import load_pretrained
-    from attnlens.pretraining.head_scores import positional_scores
-    from attnlens.record import capture_batch
+    from attnlens.pretraining.head_scores import model_head_scores
 
-    cap = capture_batch(load_pretrained(trained_run), [("the man went to the store .", "a dog ran .")])[0]
-    t = cap.num_tokens
-    cap.attentions[:] = 0
-    cap.attentions[0, 1] = np.eye(t, k=-1)  # layer 0 head 1: every token on its predecessor
-    cap.attentions[0, 1, 0, 0] = 1.0
-    cap.attentions[1, 2] = np.eye(t, k=1)  # layer 1 head 2: on the next token
-    cap.attentions[1, 2, t - 1, t - 1] = 1.0
-    scores = positional_scores([cap])
-    assert scores["previous_token"][0, 1] == pytest.approx(1.0)
-    assert scores["next_token"][1, 2] == pytest.approx(1.0)
-    assert scores["previous_token"][1, 2] == 0.0 and scores["next_token"][0, 1] == 0.0
+    lm = load_pretrained(trained_run)
+    pairs = [("the man went to the store .", "a dog ran ."), ("a cat saw a tree .", "the tree was tall .")]
+    logged = model_head_scores(lm, pairs)
+    reference = atlas(pairs, model=lm, progress=False).scores
+    assert set(logged) == {"previous_token", "next_token"}
+    for name, scores in logged.items():
+        assert scores.shape == (lm.num_layers, lm.num_heads)
+        np.testing.assert_array_equal(scores, reference[name])
 
 
 def test_resume_after_kill_continues_exactly(tmp_path):

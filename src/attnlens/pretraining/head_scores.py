@@ -1,51 +1,24 @@
-"""Previous-/next-token head scores logged during training, from captured attention.
-
-Same definition as the atlas's previous_token / next_token scores: for every query token
-whose neighbour (i-1, resp. i+1) is a non-special token of the same sentence, the attention
-mass on that neighbour, averaged over all such queries of a corpus. A temporary stand-in
-until training logs the atlas's own scorer.
-"""
+"""Previous-/next-token head scores logged during training: the atlas's own scorer on held-out pairs."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..record import capture_batch
+from .. import corpus as corpora
+
+LOGGED = ("previous_token", "next_token")
 
 
-def positional_scores(captures) -> dict[str, np.ndarray]:
-    """{"previous_token": [L, H], "next_token": [L, H]} over a list of Captures."""
-    sums = {"previous_token": 0.0, "next_token": 0.0}
-    counts = {"previous_token": 0, "next_token": 0}
-    for cap in captures:
-        attn = cap.attentions  # [L, H, T, T]
-        real = ~cap.special_mask  # [T]
-        seg = cap.segment_ids  # [T]
-        valid = real[1:] & real[:-1] & (seg[1:] == seg[:-1])  # [T-1] pair (i, i+1) inside one sentence
-        i = np.flatnonzero(valid)  # query i attends to i+1; query i+1 attends to i
-        sums["next_token"] = sums["next_token"] + attn[:, :, i, i + 1].sum(-1)  # [L, H]
-        sums["previous_token"] = sums["previous_token"] + attn[:, :, i + 1, i].sum(-1)  # [L, H]
-        counts["next_token"] += len(i)
-        counts["previous_token"] += len(i)
-    return {k: np.asarray(sums[k], dtype=np.float64) / max(1, counts[k]) for k in sums}
-
-
-def sentence_pairs(documents: list[list[str]], n: int) -> list[tuple[str, str]]:
-    """Up to `n` consecutive-sentence pairs, taken round-robin across documents."""
-    pairs, index = [], 0
-    docs = [d for d in documents if len(d) >= 2]
-    while docs and len(pairs) < n:
-        progressed = False
-        for d in docs:
-            if index + 1 < len(d) and len(pairs) < n:
-                pairs.append((d[index], d[index + 1]))
-                progressed = True
-        if not progressed:
-            break
-        index += 2
-    return pairs
+def sentence_pairs(documents: list[list[str]], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Up to `n` consecutive-sentence pairs of the held-out documents (a seeded sample)."""
+    if n <= 0 or not any(len(d) >= 2 for d in documents):
+        return []
+    return corpora.sentence_pairs(documents, seed=seed, limit=n)
 
 
 def model_head_scores(loaded_model, pairs) -> dict[str, np.ndarray]:
-    """Capture `pairs` (truncated to the model's length) and score them."""
-    return positional_scores(capture_batch(loaded_model, pairs, truncate=True, batch_size=32))
+    """{"previous_token": [L, H], "next_token": [L, H]}: the atlas's scores of `pairs` on the model."""
+    from ..atlas_run import atlas  # noqa: PLC0415  (the atlas imports the model stack)
+
+    result = atlas(pairs, model=loaded_model, progress=False)
+    return {name: result.scores[name] for name in LOGGED}

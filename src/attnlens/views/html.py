@@ -59,17 +59,23 @@ def view_options(views=VIEWS, layer: int | None = None, head: int | None = None,
     return {k: v for k, v in options.items() if v is not None}
 
 
-def to_html(cap: Capture, path: str | os.PathLike | None = None, *, views=VIEWS, layer: int | None = None,
-            head: int | None = None, query: int | None = None, theme: str | None = None) -> str:
-    """The standalone page as text; also written (atomically) to `path` when given."""
+def checked_payload(cap: Capture, views=VIEWS, layer: int | None = None, head: int | None = None,
+                    query: int | None = None, theme: str | None = None):
+    """(meta, buffers, options) of a view of `cap`, after checking every argument; shared by all hosts."""
     if not isinstance(cap, Capture):
-        raise AttnlensError(f"to_html needs a Capture, not {type(cap).__name__}")
+        raise AttnlensError(f"a view needs a Capture, not {type(cap).__name__}")
     if layer is not None or head is not None:
         cap.check_layer_head(layer or 0, head or 0)
     if query is not None and not 0 <= query < cap.num_tokens:
         raise AttnlensError(f"token {query} is out of range: the input has tokens 0..{cap.num_tokens - 1}")
     meta, buffers = build_payload(cap)
-    options = view_options(views, layer, head, query, theme)
+    return meta, buffers, view_options(views, layer, head, query, theme)
+
+
+def to_html(cap: Capture, path: str | os.PathLike | None = None, *, views=VIEWS, layer: int | None = None,
+            head: int | None = None, query: int | None = None, theme: str | None = None) -> str:
+    """The standalone page as text; also written (atomically) to `path` when given."""
+    meta, buffers, options = checked_payload(cap, views, layer, head, query, theme)
     title = f"attnlens \u2014 {cap.text_a}" + (f" / {cap.text_b}" if cap.text_b is not None else "")
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",

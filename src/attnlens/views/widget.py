@@ -12,8 +12,7 @@ import json
 
 from ..capture import Capture
 from ..errors import AttnlensError
-from .html import static_text, view_options
-from .payload import build_payload
+from .html import checked_payload, static_text
 
 try:  # anywidget is an optional dependency (the `jupyter` extra)
     import anywidget
@@ -44,14 +43,7 @@ def make_widget(cap: Capture, views, *, layer: int | None = None, head: int | No
                 query: int | None = None, theme: str | None = None):
     """A widget showing `views` (first one shown first) of `cap`."""
     cls = _widget_class()
-    if not isinstance(cap, Capture):
-        raise AttnlensError(f"a view needs a Capture, not {type(cap).__name__}")
-    if layer is not None or head is not None:
-        cap.check_layer_head(layer or 0, head or 0)
-    if query is not None and not 0 <= query < cap.num_tokens:
-        raise AttnlensError(f"token {query} is out of range: the input has tokens 0..{cap.num_tokens - 1}")
-    meta, buffers = build_payload(cap)
-    options = view_options(views, layer, head, query, theme)
+    meta, buffers, options = checked_payload(cap, views, layer, head, query, theme)
     return cls(meta=json.dumps(meta), buffers=buffers, options=json.dumps(options))
 
 
