@@ -226,12 +226,6 @@ def _encoded_batches(lm: LoadedModel, pairs: Iterable, stats: PatternStats, batc
     yield from flush()
 
 
-def _left_align(attn: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Move an input's real positions to the front (padding after them): [L, H, T, T] -> [L, H, T, T]."""
-    order = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask.astype(bool))])
-    return attn[:, :, order][:, :, :, order]
-
-
 def _layout(lm: LoadedModel, enc) -> Layout:
     _tokens, ids, segments, words, special = _token_metadata(lm, enc)
     is_cls = np.zeros_like(special)
@@ -248,10 +242,10 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     with intervene(lm, intervention, seed=seed):
         for chunk in _encoded_batches(lm, pairs, stats, max(1, int(batch_size))):
             keys = [k for k in names_in if k in chunk[0]]
-            batch = lm.tokenizer.pad([{k: enc[k] for k in keys} for enc in chunk], return_tensors="pt")
-            attn, _q, _k, mask = _run_batch(lm, batch)  # attn [B, L, H, T, T]
-            if not mask[:, 0].all():  # left padding: realign each input to start at position 0
-                attn = np.stack([_left_align(attn[b], mask[b]) for b in range(len(chunk))])
+            # right padding, as capture_batch: BERT-style absolute positions must not shift
+            batch = lm.tokenizer.pad([{k: enc[k] for k in keys} for enc in chunk], return_tensors="pt",
+                                     padding_side="right")
+            attn, _q, _k, _mask = _run_batch(lm, batch)  # attn [B, L, H, T, T]
             stats.add(attn, stack_layouts([_layout(lm, enc) for enc in chunk], attn.shape[-1]), level)
             if progress is not None:
                 consumed = stats.inputs + sum(stats.skipped.values())
