@@ -79,18 +79,8 @@ def write_plots(at, out: Path) -> list[Path]:
         for (layer, head), v in np.ndenumerate(values):
             ax.text(head, layer, "-" if not np.isfinite(v) else f"{v:.2f}".lstrip("0"), ha="center", va="center",
                     fontsize=7, color="white" if not np.isfinite(v) or v < 0.6 else "black")
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(at.num_heads))
-        ax.set_yticks(range(at.num_layers))
-        ax.set_title(f"{name} (chance {at.chance[name]:.2f})", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.04)
-        fig.tight_layout()
-        for ext in ("png", "svg"):
-            path = out / f"heatmap_{name}.{ext}"
-            fig.savefig(path, dpi=110)
-            written.append(path)
-        plt.close(fig)
+        written += _finish_grid(fig, ax, at, f"{name} (chance {at.chance[name]:.2f})", out / f"heatmap_{name}")
     labels = at.labels
     fig, ax = plt.subplots(figsize=(size[0] + 2.2, size[1]))
     colors = np.zeros((at.num_layers, at.num_heads, 3))
@@ -99,21 +89,28 @@ def write_plots(at, out: Path) -> list[Path]:
         text = "+".join(SHORT.get(n, n) for n, _ in label.patterns) or SHORT.get(label.name, label.name)
         ax.text(head, layer, text, ha="center", va="center", fontsize=6)
     ax.imshow(colors, aspect="auto")
+    used = sorted({_primary(l) for l in labels.values()}, key=list(LABEL_COLORS).index)
+    ax.legend(handles=[Patch(color=LABEL_COLORS[n], label=n) for n in used], loc="center left",
+              bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    written += _finish_grid(fig, ax, at, f"head labels: {at.model_name}", out / "labels")
+    return written
+
+
+def _finish_grid(fig, ax, at, title: str, stem) -> list:
+    """Axis labels and title of a layers x heads figure; saves it as PNG and SVG, closes it."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_xticks(range(at.num_heads))
     ax.set_yticks(range(at.num_layers))
-    ax.set_title(f"head labels: {at.model_name}", fontsize=9)
-    used = sorted({_primary(l) for l in labels.values()}, key=list(LABEL_COLORS).index)
-    ax.legend(handles=[Patch(color=LABEL_COLORS[n], label=n) for n in used], loc="center left",
-              bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    for ext in ("png", "svg"):
-        path = out / f"labels.{ext}"
+    paths = [stem.with_name(f"{stem.name}.{ext}") for ext in ("png", "svg")]
+    for path in paths:
         fig.savefig(path, dpi=110)
-        written.append(path)
     plt.close(fig)
-    return written
+    return paths
 
 
 def view_heads(at) -> list[tuple[int, int]]:
