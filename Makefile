@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install browser bench
+.PHONY: demo test install browser bench lint
 
 install: $(STAMP)
 
@@ -28,8 +28,13 @@ demo: $(STAMP)
 	$(VENV)/bin/attnlens predict fill-mask "the [MASK] module provides functions for working with [MASK] ."
 	$(VENV)/bin/attnlens predict nsp "I went to the store." "At the store, I bought fresh strawberries."
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
+
+# ruff, and the layer contract in pyproject.toml (imports run one way, also inside functions)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done

@@ -61,7 +61,7 @@ def bare_forward(lm, pairs, batch_size: int) -> int:
 
 def throughput(n_pairs: int, batch_size: int, repeats: int) -> dict:
     from attnlens import load_model
-    from attnlens.atlas_run import resolve_pairs, score_pairs
+    from attnlens.analysis.run import resolve_pairs, score_pairs
 
     lm = load_model()  # sdpa attention (the transformers default)
     pairs, _ = resolve_pairs("default", n_pairs)
@@ -83,7 +83,7 @@ def throughput(n_pairs: int, batch_size: int, repeats: int) -> dict:
 
 def memory_child(n_pairs: int, batch_size: int) -> dict:
     from attnlens import load_model
-    from attnlens.atlas_run import resolve_pairs, score_pairs
+    from attnlens.analysis.run import resolve_pairs, score_pairs
 
     lm = load_model()
     pairs, _ = resolve_pairs("default", n_pairs)

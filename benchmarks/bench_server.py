@@ -1,12 +1,19 @@
 """The web app under load against the library called directly (the lower bound).
 
 Work unit: one two-sentence capture plus all its view data (what the page fetches to show
-every view). Server: `attnlens serve` (default model) in a subprocess on 127.0.0.1, driven
-by 1, 8 and 32 concurrent clients (attnlens.server.loadgen), each for --seconds. Baseline:
-attnlens.capture() + views.payload.build_payload() one after another in this process, for
-the same inputs. Prints p50 / p99 latency, requests/s and the ratios to the baseline.
+every view). Server: `attnlens serve` (default model) in a subprocess on 127.0.0.1 with
+--workers inference threads and --threads torch threads, driven by 1, 8 and 32 concurrent
+clients (attnlens.server.loadgen, in this process), each for --seconds. Two library baselines,
+in this process with the same torch threads, for the same kind of inputs:
+- serial (the old baseline): attnlens.capture() + views.payload.build_payload() one after
+  another on one thread;
+- same workers: --workers threads each doing the same, one capture at a time per model (a
+  lock, as the server holds while capturing: the hooks are per model) and build_payload
+  outside it, as the server's inference threads do.
+Prints p50 / p99 latency, requests/s, ratios to both baselines and CPU ms per request (CPU time
+of the process doing the work per completed request: the fairest figure on a shared machine).
 
-    python benchmarks/bench_server.py [--seconds 20] [--workers 2]
+    python benchmarks/bench_server.py [--seconds 20] [--workers 2] [--threads 1] [--quick]
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -37,21 +45,40 @@ def process_cpu_s(pid: int) -> float | None:
         return None
 
 
-def library_baseline(seconds: float) -> LoadResult:
-    """capture + build_payload, serially, in this process (no HTTP, no queue)."""
-    lm = attnlens.load_model()
+def library_baseline(lm, seconds: float, workers: int = 1) -> LoadResult:
+    """capture + build_payload in this process (no HTTP, no queue) on `workers` threads.
+
+    workers=1 is the old serial baseline. With more, captures on the model are one at a time (a lock,
+    as in the server) and build_payload runs outside it, on each thread.
+    """
+    lock, record = threading.Lock(), threading.Lock()
+    result = LoadResult(workers, 0.0)
+
+    def worker(index: int, stop_at: float) -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            with lock:
+                cap = attnlens.capture(*two_sentences(index, n), model=lm)
+            meta, buffers = build_payload(cap)
+            elapsed = time.perf_counter() - t0
+            with record:
+                result.latencies_s.append(elapsed)
+                result.bytes_received += sum(len(b) for b in buffers.values())
+            n += 1
+
     for n in range(3):
         build_payload(attnlens.capture(*two_sentences(999, n), model=lm))  # warm-up
-    result = LoadResult(1, 0.0)
-    cpu0 = time.process_time()
+    cpu0 = time.process_time()  # every thread of this process
     start = time.monotonic()
-    n = 0
-    while time.monotonic() - start < seconds:
-        t0 = time.perf_counter()
-        meta, buffers = build_payload(attnlens.capture(*two_sentences(0, n), model=lm))
-        result.latencies_s.append(time.perf_counter() - t0)
-        result.bytes_received += sum(len(b) for b in buffers.values())
-        n += 1
+    if workers == 1:
+        worker(0, start + seconds)
+    else:
+        threads = [threading.Thread(target=worker, args=(i, start + seconds)) for i in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     result.seconds = time.monotonic() - start
     result.cpu_s = time.process_time() - cpu0
     return result
@@ -70,25 +97,35 @@ def start_server(workers: int, threads: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("attnlens serve did not start")
 
 
-def row(label: str, r: LoadResult, base: LoadResult) -> str:
-    cpu = getattr(r, "cpu_s", None)
-    cpu_ms = f"{1000 * cpu / max(1, r.requests):>8.0f}" if cpu is not None else f"{'n/a':>8}"
-    return (f"{label:<24} {r.requests:>6} {r.per_second:>8.1f} {r.percentile_ms(50):>9.1f} {r.percentile_ms(99):>9.1f}"
-            f" {r.per_second / base.per_second:>9.2f}x {r.percentile_ms(50) / base.percentile_ms(50):>8.2f}x"
-            f"  {sum(r.errors.values()):>6} {cpu_ms}")
+def cpu_ms(r: LoadResult) -> float | None:
+    return None if r.cpu_s is None else 1000 * r.cpu_s / max(1, r.requests)
+
+
+def row(label: str, r: LoadResult, serial: LoadResult, same: LoadResult) -> str:
+    cpu = cpu_ms(r)
+    cpu_text = f"{cpu:>10.0f} {cpu / cpu_ms(same):>8.2f}x" if cpu is not None else f"{'n/a':>10} {'':>9}"
+    return (f"{label:<28} {r.requests:>6} {r.per_second:>7.1f} {r.percentile_ms(50):>8.1f} {r.percentile_ms(99):>8.1f}"
+            f"  {r.per_second / serial.per_second:>7.2f}x {r.percentile_ms(50) / serial.percentile_ms(50):>7.2f}x"
+            f"  {r.per_second / same.per_second:>7.2f}x {r.percentile_ms(50) / same.percentile_ms(50):>7.2f}x"
+            f"  {sum(r.errors.values()):>6} {cpu_text}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="Duration of each measurement.")
-    parser.add_argument("--workers", type=int, default=2, help="Server inference threads.")
-    parser.add_argument("--threads", type=int, default=1, help="Torch threads, the same for the library and the server.")
+    parser.add_argument("--workers", type=int, default=2, help="Server inference threads (and library threads).")
+    parser.add_argument("--threads", type=int, default=1, help="Torch threads, the same for the library and server.")
+    parser.add_argument("--quick", action="store_true", help="--seconds 4")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 4.0
 
     import torch  # noqa: PLC0415
 
     torch.set_num_threads(args.threads)
-    base = library_baseline(args.seconds)
+    lm = attnlens.load_model()
+    serial = library_baseline(lm, args.seconds)
+    same = library_baseline(lm, args.seconds, args.workers)
     proc, url = start_server(args.workers, args.threads)
     try:
         run_load(url, 2, 3.0)  # warm-up
@@ -103,16 +140,22 @@ def main() -> None:
         proc.wait(10)
     print(f"capture + view data of two sentences ({attnlens.DEFAULT_MODEL}), {args.seconds:g} s each, "
           f"{os.cpu_count()} CPUs, torch threads={args.threads}, server workers={args.workers}")
-    print(f"{'':<24} {'done':>6} {'req/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'req/s vs':>10} {'p50 vs':>9}  {'errors':>6} {'CPU ms/req':>10}")
-    print(row("library, in process", base, base))
+    print(f"{'':<28} {'':>6} {'':>7} {'':>8} {'':>8}  {'vs serial library':>17}  {'vs library, same workers':>24}"
+          f"  {'':>6} {'':>10}")
+    print(f"{'':<28} {'done':>6} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8}  {'req/s':>8} {'p50':>8}  {'req/s':>8} "
+          f"{'p50':>8}  {'errors':>6} {'CPU ms/req':>10} {'vs same':>9}")
+    print(row("library, serial (old base)", serial, serial, same))
+    print(row(f"library, {args.workers} workers", same, serial, same))
     for clients, r in runs.items():
-        print(row(f"server, {clients} clients", r, base))
+        print(row(f"server, {clients} clients", r, serial, same))
         if r.errors:
             print(f"    errors: {dict(r.errors)}")
     print("CPU ms/req: CPU time of the process doing the work (this one for the library, the server's for the server)"
-          " per completed request; wall-clock figures depend on what else the machine runs.")
+          " per completed request; 'vs same' divides by the library with the same workers. Wall-clock figures depend"
+          " on what else the machine runs; the load generator's clients run in this process, on the same CPUs as"
+          " the server.")
     print(f"bytes of view data per request: {runs[1].bytes_received / max(1, runs[1].requests):,.0f} over HTTP "
-          f"(payload buffers alone {base.bytes_received / max(1, base.requests):,.0f})")
+          f"(payload buffers alone {serial.bytes_received / max(1, serial.requests):,.0f})")
 
 
 if __name__ == "__main__":

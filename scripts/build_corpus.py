@@ -5,7 +5,7 @@
 
 HTML pages become plain prose with the stdlib html.parser: code blocks, tables, navigation,
 tables of contents, signatures and headings are dropped; paragraphs are split into sentences
-(attnlens.sentences) and odd sentences (code-like, too short, unterminated) are dropped.
+(attnlens.corpus.sentences) and odd sentences (code-like, too short, unterminated) are dropped.
 One document = one page section (python docs: page intro and each top-level section;
 debian reference: each section and subsection; jargon: one entry). Output is the BERT
 pretraining format (one sentence per line, blank line between documents), gzip with a fixed
@@ -24,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from attnlens.sentences import split_sentences  # noqa: E402
+from attnlens.corpus.sentences import split_sentences  # noqa: E402
 
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 JARGON = Path("/usr/share/doc/jargon-text/jargon.txt.gz")
@@ -272,8 +272,9 @@ def write_documents(path: Path, documents: list[list[str]]) -> None:
 
 
 def count_tokens(documents: list[list[str]]) -> int:
-    from attnlens.models import default_model_path  # noqa: PLC0415
     from transformers import AutoTokenizer  # noqa: PLC0415
+
+    from attnlens.capturing import default_model_path  # noqa: PLC0415
 
     tokenizer = AutoTokenizer.from_pretrained(str(default_model_path()))
     sentences = [s for doc in documents for s in doc]

@@ -1,8 +1,14 @@
-"""Shared fixtures: tiny random models of every supported family, built in-process, and the default model."""
+"""Shared fixtures: tiny random models of every supported family, built in-process, and the default model.
+
+Tests live in tests/unit (pure functions and tiny in-process models), tests/integration (the
+default model, the CLI, the server, training) and tests/browser (headless chromium); each gets
+the marker of its folder, so `pytest -m unit` runs the fast part alone.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +17,16 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PAIR = ("I went to the store.", "At the store, I bought fresh strawberries.")
+pytest_plugins = ["browser_fixtures"]  # the `browser` and `probe` fixtures
+KINDS = ("unit", "integration", "browser")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test with the kind of its folder."""
+    for item in items:
+        kind = Path(str(item.fspath)).parent.name
+        if kind in KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
 
 
 def tiny_config(family: str, **overrides):
@@ -35,7 +51,7 @@ def tiny_model(family: str, attn_implementation: str = "sdpa", seed: int = 0, **
     import torch
     from transformers import AutoModel
 
-    from attnlens.models import LoadedModel
+    from attnlens.capturing import LoadedModel
 
     torch.manual_seed(seed)
     config = tiny_config(family, **overrides)
@@ -52,7 +68,7 @@ def default_tokenizer():
     if _TOKENIZER is None:
         from transformers import AutoTokenizer
 
-        from attnlens.models import default_model_path
+        from attnlens.capturing import default_model_path
 
         _TOKENIZER = AutoTokenizer.from_pretrained(str(default_model_path()))
     return _TOKENIZER
@@ -63,10 +79,11 @@ FAMILIES = ("bert", "roberta", "distilbert", "electra", "albert")
 
 @pytest.fixture(scope="session")
 def default_model():
-    """The real default model (all-MiniLM-L6-v2), loaded once per test session."""
-    from attnlens import load_model
+    """The real default model (all-MiniLM-L6-v2), loaded once per test session (the library's own cache,
+    so the CLI and server in the same process reuse it)."""
+    from attnlens.capturing import resolve_model
 
-    return load_model()
+    return resolve_model(None)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnlens.capture import Capture
+from attnlens.capturing import Capture
 from attnlens.views.payload import softmax_qk
 
 

@@ -1,19 +1,32 @@
-"""attnlens: capture, view, measure and explain the attention heads of BERT-style encoders."""
+"""attnlens: capture, view, measure and explain the attention heads of BERT-style encoders.
 
-from .atlas_run import Atlas, atlas
-from .capture import Capture
-from .causal import causal_checks
+This module is the public API only; the layers live in the subpackages (see the README's
+Architecture section): capturing -> corpus / patterns -> views -> analysis -> pretraining -> server -> cli.
+"""
+
+from . import views  # noqa: F401  (registers the notebook views behind Capture.head_view() & co.)
+from .analysis.causal import causal_checks
+from .analysis.explain import explain
+from .analysis.run import Atlas, atlas
+from .capturing import (
+                        DEFAULT_MODEL,
+                        ArchSpec,
+                        Capture,
+                        LoadedModel,
+                        capture,
+                        capture_batch,
+                        hooks,
+                        load_model,
+                        register_arch,
+)
 from .errors import AttnlensError
-from .explain_run import explain
-from .models import DEFAULT_MODEL, LoadedModel, load_model
 from .patterns import PATTERN_NAMES
 from .pretraining import fill_mask, next_sentence_probability, pretrain
-from .record import capture, capture_batch
 from .views.html import to_html
 
 __all__ = [
-    "Atlas", "AttnlensError", "Capture", "DEFAULT_MODEL", "LoadedModel", "PATTERN_NAMES", "atlas", "capture",
-    "capture_batch", "causal_checks", "explain", "fill_mask", "load_model", "next_sentence_probability", "pretrain",
-    "to_html",
+    "ArchSpec", "Atlas", "AttnlensError", "Capture", "DEFAULT_MODEL", "LoadedModel", "PATTERN_NAMES", "atlas",
+    "capture", "capture_batch", "causal_checks", "explain", "fill_mask", "hooks", "load_model",
+    "next_sentence_probability", "pretrain", "register_arch", "to_html",
 ]
 __version__ = "0.1.0"

@@ -14,10 +14,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from attnlens.views.browser import CHROMIUM_ARGS
+from browser_fixtures import require_browser
 from conftest import PAIR
 from server_helpers import BrowserThread, save_tiny_mlm
-
-from attnlens.views.browser import CHROMIUM_ARGS, chromium_path
 
 pytest.importorskip("fastapi")
 
@@ -89,10 +90,7 @@ class AppProbe:
 @pytest.fixture(scope="module")
 def browser_thread():
     """Chromium on its own thread (the views' tests keep a session-wide Playwright on the main one)."""
-    if chromium_path() is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium; `make browser` does it as root)")
-    pytest.importorskip("playwright")
-    thread = BrowserThread(chromium_path(), CHROMIUM_ARGS)
+    thread = BrowserThread(require_browser(), CHROMIUM_ARGS)
     yield thread
     thread.close()
 

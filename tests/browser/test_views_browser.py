@@ -7,13 +7,12 @@ import json
 
 import numpy as np
 import pytest
-from browser_fixtures import browser, probe  # noqa: F401  (fixtures)
-from conftest import PAIR, tiny_model
-from views_helpers import synthetic_capture
 
 from attnlens import capture
 from attnlens.views.html import static_text, to_html
 from attnlens.views.widget import head_view
+from conftest import tiny_model
+from views_helpers import synthetic_capture
 
 INJECTION = "</script><img src=x onerror=alert(1)>"
 

@@ -20,8 +20,8 @@ def capture_cmd(
     top: int = typer.Option(3, "--top", help="Heads shown per layer in the summary."),
 ):
     """Capture attention and per-head q/k; print a per-layer summary."""
-    from ..record import capture  # noqa: PLC0415
-    from ..summary import summarize  # noqa: PLC0415
+    from ..capturing import capture  # noqa: PLC0415
+    from ..patterns.profile import summarize  # noqa: PLC0415
 
     cap = capture(sentence_a, sentence_b, model=model, truncate=truncate)
     typer.echo(summarize(cap, top=top))

@@ -12,7 +12,8 @@ predict_app = typer.Typer(no_args_is_help=True, help="Predict with a pretrained 
 app.add_typer(predict_app, name="predict")
 
 RunModelOpt = typer.Option(None, "--model", "-m",
-                           help="Run folder or checkpoint folder (default: the checkpoint shipped with attnlens).")
+                           help="Run folder, checkpoint folder or other model folder with a masked-LM head "
+                                "(NSP: a BertForPreTraining; default: the checkpoint shipped with attnlens).")
 
 
 @app.command("pretrain")
@@ -58,7 +59,7 @@ def fill_mask_cmd(
     from ..pretraining.predict import fill_mask  # noqa: PLC0415
 
     for n, pred in enumerate(fill_mask(text, model=model, top_k=top_k), start=1):
-        cands = ", ".join(f"{tok} {p:.3f}" for tok, p in zip(pred.tokens, pred.probabilities))
+        cands = ", ".join(f"{tok} {p:.3f}" for tok, p in zip(pred.tokens, pred.probabilities, strict=True))
         typer.echo(f"[MASK] {n} (token {pred.position}): {cands}")
 
 

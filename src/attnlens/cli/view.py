@@ -28,8 +28,8 @@ def view_cmd(
     truncate: bool = typer.Option(False, "--truncate", help="Cut inputs longer than the model's maximum."),
 ):
     """Write one self-contained, offline HTML page with the head, model and neuron views."""
+    from ..capturing import capture  # noqa: PLC0415
     from ..errors import AttnlensError  # noqa: PLC0415
-    from ..record import capture  # noqa: PLC0415
     from ..views.html import to_html  # noqa: PLC0415
 
     for name, value in (("--text", text), ("--png-view", png_view)):

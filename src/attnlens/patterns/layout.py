@@ -118,7 +118,7 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
         membership[first[key], i] = 1.0
     spellings: dict[tuple, int] = {}
     identity, segment, special, is_cls = [], [], [], []
-    for u, key in enumerate(keys):
+    for u in range(len(keys)):
         members = np.flatnonzero(membership[u])
         spelling = tuple(int(x) for x in layout.identity[members])
         identity.append(spellings.setdefault(spelling, len(spellings)))

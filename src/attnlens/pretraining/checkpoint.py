@@ -21,10 +21,12 @@ from pathlib import Path
 import torch
 
 from ..errors import AttnlensError
+from ..io import atomic_write_text
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+MODEL_CONFIG = "config.json"  # what makes a folder a loadable model
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -35,11 +37,7 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n", fsync=True)
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
@@ -47,13 +45,17 @@ def step_dir(run_dir: Path, step: int) -> Path:
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every complete checkpoint of a run, by step."""
+    """(step, folder) of every checkpoint of a run that is a loadable model folder (has config.json), by step.
+
+    The one rule for finding checkpoints (resume, emergence, predictions, the server): a checkpoint
+    folder is renamed into place complete, so a `step-*` folder with config.json is a whole checkpoint.
+    """
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
     found = []
     for p in root.iterdir():
-        if p.is_dir() and p.name.startswith("step-") and (p / TRAINER_STATE).is_file():
+        if p.is_dir() and p.name.startswith("step-") and (p / MODEL_CONFIG).is_file():
             try:
                 found.append((int(p.name[5:]), p))
             except ValueError:
@@ -61,17 +63,25 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest checkpoint folder of a run (None when it has none)."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
 def model_folder(path: str | Path) -> Path:
-    """A loadable model folder from a checkpoint folder or a run folder (its newest checkpoint)."""
+    """A loadable model folder: `path` itself when it is one (config.json), else the newest checkpoint of
+    the run folder `path`; a clear error when it is neither."""
     path = Path(path).expanduser()
     if not path.exists():
         raise AttnlensError(f"{path} does not exist")
-    if (path / "config.json").is_file():
+    if (path / MODEL_CONFIG).is_file():
         return path
-    found = list_checkpoints(path)
-    if not found:
-        raise AttnlensError(f"{path} is neither a model folder (config.json) nor a run folder with checkpoints")
-    return found[-1][1]
+    newest = latest_checkpoint(path)
+    if newest is None:
+        raise AttnlensError(f"{path} is neither a model folder ({MODEL_CONFIG}) nor a pretraining run folder "
+                            f"with checkpoints ({CHECKPOINTS}/step-*)")
+    return newest
 
 
 def optimizer_to_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -26,6 +26,15 @@ def seed_for(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
 
 
+def split_documents(documents: list[list[str]], seed: int, fraction: float = 0.05):
+    """(train, held-out): a seeded held-out split of whole documents (at least one when there are
+    more than two), for a corpus given without a held-out part. The trainer and emergence share it."""
+    order = np.random.default_rng(seed_for(seed, 5)).permutation(len(documents))
+    n_held = max(1, int(round(len(documents) * fraction))) if len(documents) > 2 else 0
+    held = set(order[:n_held].tolist())
+    return ([d for i, d in enumerate(documents) if i not in held], [d for i, d in enumerate(documents) if i in held])
+
+
 def tokenize_documents(documents: list[list[str]], tokenizer) -> list[list[np.ndarray]]:
     """Each document as a list of sentences of token ids (no special tokens); empty ones dropped."""
     flat = [s for doc in documents for s in doc]

@@ -17,10 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import AttnlensError
+from ..io import atomic_write_bytes, atomic_write_text, html_page
 from .checkpoint import TRAINER_STATE, list_checkpoints
+from .data import split_documents
 
 RESULT_FILE = "emergence.json"
 NOT_PLOTTED = ("entropy",)  # a spread measure, not a pattern's attention mass
+_CSS = "table{font-size:12px}td,th{text-align:right}"
 
 
 @dataclass
@@ -60,9 +63,7 @@ def heldout_pairs(run_dir: Path, limit: int | None, seed: int = 0) -> list[tuple
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if (run_dir / "run.json").is_file() else {}
     info = run.get("corpus", {})
     if info.get("corpus"):
-        from .trainer import _split_documents  # noqa: PLC0415
-
-        docs = _split_documents(corpora.read_documents(info["corpus"]), run["config"]["seed"])[1]
+        docs = split_documents(corpora.read_documents(info["corpus"]), run["config"]["seed"])[1]
     else:
         docs = corpora.load_documents(info.get("dataset", "default"), split="heldout")
     return corpora.sentence_pairs(docs, seed=seed, limit=limit)
@@ -72,8 +73,8 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
     """Run the atlas on every checkpoint of `run_dir` over `limit` held-out pairs."""
     from transformers import BertForPreTraining  # noqa: PLC0415
 
-    from ..atlas_run import atlas  # noqa: PLC0415
-    from ..models import load_model  # noqa: PLC0415
+    from ..analysis.run import atlas  # noqa: PLC0415
+    from ..capturing import load_model  # noqa: PLC0415
 
     run_dir = Path(run_dir).expanduser()
     found = list_checkpoints(run_dir)
@@ -93,7 +94,8 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
                 raise AttnlensError(f"no held-out sentence pair fits the model's {lm.max_length} positions")
             usable = [fitting[i] for i in np.linspace(0, len(fitting) - 1, min(limit, len(fitting))).astype(int)]
         result_atlas = atlas(usable, model=lm, progress=False)
-        state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
+        state_file = folder / TRAINER_STATE  # absent from a model folder not written by `attnlens pretrain`
+        state = json.loads(state_file.read_text(encoding="utf-8")) if state_file.is_file() else {}
         result.steps.append(step)
         result.minutes.append(round(float(state.get("train_seconds", 0.0)) / 60, 2))
         result.inputs = result_atlas.inputs
@@ -147,15 +149,12 @@ def render_html(result: Emergence, png: bytes) -> str:
                         for v, h in zip(values, result.best_head[name]))
         rows.append(f"<tr><th>{e(name)}</th><td>{result.chance.get(name, float('nan')):.3f}</td>{cells}</tr>")
     img = base64.b64encode(png).decode("ascii")
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>attnlens emergence</title>"
-        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 5px;text-align:right}</style></head><body>"
-        f"<h1>Pattern emergence: {e(result.run_dir)}</h1>"
-        f"<p>Best head per pattern at every checkpoint, atlas scores over {result.inputs} held-out sentence pairs.</p>"
-        f"<img alt='emergence plot' src='data:image/png;base64,{img}'>"
-        f"<table><tr><th>pattern</th><th>chance</th>{head_row}</tr>{''.join(rows)}</table></body></html>\n"
-    )
+    body = (f"<h1>Pattern emergence: {e(result.run_dir)}</h1>"
+            f"<p>Best head per pattern at every checkpoint, atlas scores over {result.inputs} held-out "
+            "sentence pairs.</p>"
+            f"<img alt='emergence plot' src='data:image/png;base64,{img}'>"
+            f"<table><tr><th>pattern</th><th>chance</th>{head_row}</tr>{''.join(rows)}</table>")
+    return html_page("attnlens emergence", body, css=_CSS)
 
 
 def write_emergence(result: Emergence, out_dir) -> dict[str, Path]:
@@ -164,7 +163,7 @@ def write_emergence(result: Emergence, out_dir) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     png = plot_png(result)
     paths = {"json": out_dir / RESULT_FILE, "png": out_dir / "emergence.png", "html": out_dir / "emergence.html"}
-    paths["json"].write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-    paths["png"].write_bytes(png)
-    paths["html"].write_text(render_html(result, png), encoding="utf-8")
+    atomic_write_text(paths["json"], json.dumps(result.to_dict(), indent=1) + "\n")
+    atomic_write_bytes(paths["png"], png)
+    atomic_write_text(paths["html"], render_html(result, png))
     return paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import corpus as corpora
+from ..analysis.run import atlas
 
 LOGGED = ("previous_token", "next_token")
 
@@ -18,7 +19,5 @@ def sentence_pairs(documents: list[list[str]], n: int, seed: int = 0) -> list[tu
 
 def model_head_scores(loaded_model, pairs) -> dict[str, np.ndarray]:
     """{"previous_token": [L, H], "next_token": [L, H]}: the atlas's scores of `pairs` on the model."""
-    from ..atlas_run import atlas  # noqa: PLC0415  (the atlas imports the model stack)
-
     result = atlas(pairs, model=loaded_model, progress=False)
     return {name: result.scores[name] for name in LOGGED}

@@ -15,11 +15,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..capturing import LoadedModel
 from ..errors import AttnlensError
+from ..io import atomic_write_text
 from . import checkpoint as ckpt
 from .config import TrainConfig, bert_config
-from .data import Masker, PairStream, check_documents, make_batch, make_pairs, seed_for, tokenize_documents
+from .data import (
+    Masker,
+    PairStream,
+    check_documents,
+    make_batch,
+    make_pairs,
+    seed_for,
+    split_documents,
+    tokenize_documents,
+)
+from .head_scores import model_head_scores, sentence_pairs
 from .objective import PretrainingObjective, summarize_stats
+from .vocab import load_vocab, save_tokenizer, train_wordpiece
 
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
@@ -82,21 +95,13 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         raise AttnlensError(f"{run_dir} already exists; pass --resume to continue that run or choose a new --out")
 
 
-def _split_documents(documents: list[list[str]], seed: int, fraction: float = 0.05):
-    """A held-out split of whole documents (at least one) when only one corpus is given."""
-    order = np.random.default_rng(seed_for(seed, 5)).permutation(len(documents))
-    n_held = max(1, int(round(len(documents) * fraction))) if len(documents) > 2 else 0
-    held = set(order[:n_held].tolist())
-    return ([d for i, d in enumerate(documents) if i not in held], [d for i, d in enumerate(documents) if i in held])
-
-
 class Trainer:
     """One pretraining run in `run_dir` (create it, or resume it)."""
 
     def __init__(self, train_documents, heldout_documents, run_dir, config: TrainConfig | None = None, *,
                  resume: bool = False, vocab: str | None = None, device: str = "auto",
                  corpus_info: dict | None = None, progress: bool = True):
-        import transformers  # noqa: PLC0415
+        import transformers  # noqa: PLC0415  (heavy: imported on first use, so `import attnlens` stays fast)
 
         transformers.logging.disable_progress_bar()
         transformers.logging.set_verbosity_error()
@@ -114,7 +119,7 @@ class Trainer:
         self.config = config or TrainConfig()
         self.progress = progress and self.dist.main
         if heldout_documents is None:
-            train_documents, heldout_documents = _split_documents(train_documents, self.config.seed)
+            train_documents, heldout_documents = split_documents(train_documents, self.config.seed)
         if self.config.batch_size % self.dist.world:
             raise AttnlensError(f"batch size {self.config.batch_size} does not split over {self.dist.world} processes")
         self.tokenizer = self._tokenizer(train_documents, vocab, resume)
@@ -128,8 +133,6 @@ class Trainer:
         self.stream = PairStream(train_ids, self.config.seq_len, self.ids, self.masker, self.config.batch_size,
                                  self.config.seed, self.config.short_seq_prob)
         self.eval_batch, self.baseline = self._eval_set(train_ids, held_ids)
-        from .head_scores import sentence_pairs  # noqa: PLC0415
-
         self.score_pairs = sentence_pairs(heldout_documents, self.config.head_score_pairs)
         self.corpus_info = dict(corpus_info or {}, train_documents=len(train_ids), heldout_documents=len(held_ids),
                                 train_tokens=int(sum(len(s) for d in train_ids for s in d)),
@@ -138,9 +141,7 @@ class Trainer:
 
     # --- set-up -------------------------------------------------------------------------------
     def _tokenizer(self, train_documents, vocab, resume):
-        from transformers import AutoTokenizer  # noqa: PLC0415
-
-        from .vocab import load_vocab, save_tokenizer, train_wordpiece  # noqa: PLC0415
+        from transformers import AutoTokenizer  # noqa: PLC0415  (heavy: see __init__)
 
         folder = self.run_dir / TOKENIZER_DIR
         if resume:
@@ -174,7 +175,7 @@ class Trainer:
         return batch, baseline
 
     def _build(self, resume: bool):
-        from transformers import BertForPreTraining  # noqa: PLC0415
+        from transformers import BertForPreTraining  # noqa: PLC0415  (heavy: see __init__)
 
         cfg = self.config
         self.step, self.train_seconds, self.tokens_seen = 0, 0.0, 0
@@ -221,9 +222,7 @@ class Trainer:
         if path.exists():
             keep = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= self.step]
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
-            os.replace(tmp, path)
+            atomic_write_text(path, "".join(line + "\n" for line in keep))
 
     def _log(self, record: dict):
         if self.dist.main:
@@ -239,9 +238,6 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict:
         """MLM/NSP loss and accuracy on the fixed held-out batch, and the positional head scores."""
-        from ..models import LoadedModel  # noqa: PLC0415
-        from .head_scores import model_head_scores  # noqa: PLC0415
-
         self.model.eval()
         objective = PretrainingObjective(self.model)
         total = torch.zeros(6)

@@ -11,6 +11,7 @@ Routes (JSON unless said; OpenAPI at /docs and /openapi.json):
   POST /api/predict/fill-mask           masked-LM predictions (+ the masked input's capture)
   GET  /api/results                     atlas reports and pretraining runs under --results
   GET  /results/{path}                  one report file under --results
+  GET  /static/views/attnlens.js        the views' front-end module (views/bundle.py), imported by static/app.js
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from ..errors import AttnlensError
+from ..io import html_page
+from ..views.bundle import bundle_text
 from .limits import BodySizeLimit, InferenceQueue, LimitError, Limits
 from .models import serve_models
 from .results import REPORT_SUFFIXES, list_results, safe_report_file
@@ -151,9 +154,9 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
     def docs():
         """Swagger UI from local files (package fastapi-offline), never from a CDN."""
         if docs_assets is None:
-            return HTMLResponse("<!DOCTYPE html><title>attnlens API</title><p>The interactive API docs need the "
-                                "package fastapi-offline (pip install 'attnlens[server]'). The schema itself is at "
-                                "<a href='/openapi.json'>/openapi.json</a>.</p>")
+            return HTMLResponse(html_page("attnlens API", "<p>The interactive API docs need the package "
+                                          "fastapi-offline (pip install 'attnlens[server]'). The schema itself is "
+                                          "at <a href='/openapi.json'>/openapi.json</a>.</p>"))
         return get_swagger_ui_html(openapi_url="/openapi.json", title="attnlens API",
                                    swagger_js_url="/static/docs/swagger-ui-bundle.js",
                                    swagger_css_url="/static/docs/swagger-ui.css",
@@ -229,6 +232,12 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
             raise LimitError(404, "no such report file")
         return FileResponse(target, media_type=REPORT_SUFFIXES[target.suffix.lower()],
                             headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/static/views/attnlens.js", include_in_schema=False)
+    def views_module():
+        """The views' front-end module joined from views/static/src/ (the /static/views mount has no such file)."""
+        return Response(bundle_text(), media_type="application/javascript; charset=utf-8",
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     if docs_assets is not None:
         app.mount("/static/docs", StaticFiles(directory=docs_assets), name="docs-static")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..pretraining.checkpoint import list_checkpoints
+
 REPORT_SUFFIXES = {".html": "text/html; charset=utf-8", ".json": "application/json", ".png": "image/png",
                    ".svg": "image/svg+xml", ".csv": "text/csv; charset=utf-8", ".jsonl": "application/x-ndjson"}
 ATLAS_MARKERS = ("scores.json", "report.html")
@@ -21,13 +23,6 @@ def _visible(path: Path) -> bool:
 def _report_files(folder: Path, root: Path) -> list[str]:
     return sorted(str(p.relative_to(root).as_posix()) for p in folder.iterdir()
                   if p.is_file() and _visible(p) and p.suffix.lower() in REPORT_SUFFIXES)
-
-
-def _checkpoints(folder: Path) -> list[str]:
-    ckpt = folder / "checkpoints"
-    if not ckpt.is_dir():
-        return []
-    return sorted(p.name for p in ckpt.iterdir() if p.is_dir() and p.name.startswith("step-"))
 
 
 def _run_summary(folder: Path) -> dict:
@@ -71,7 +66,7 @@ def list_results(root: Path | None) -> dict:
             files = _report_files(folder, root)
             found["atlas"].append({"path": rel, "files": files,
                                    "report": f"{rel}/report.html".lstrip("/") if "report.html" in names else None})
-        checkpoints = _checkpoints(folder)
+        checkpoints = [p.name for _, p in list_checkpoints(folder)]
         if checkpoints or "run.json" in names:
             found["runs"].append({"path": rel, "checkpoints": checkpoints, "files": _report_files(folder, root),
                                   "last_metrics": _run_summary(folder)})

@@ -12,11 +12,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..capture import Capture
+from ..capturing import Capture
+from ..capturing import capture as record_capture
+from ..capturing import check_text as check_user_text
 from ..errors import AttnlensError
-from ..record import capture as record_capture
+from ..patterns.profile import FEATURES, head_profile
+from ..pretraining.predict import mask_predictions
 from ..views.payload import build_payload
 from .limits import LimitError, Limits
 from .models import ServedModel
@@ -82,17 +84,17 @@ class Service:
         return self.models[name]
 
     def check_text(self, text_a: str, text_b: str | None) -> None:
+        """This server's character limit (413), then attnlens's one check of user text (422)."""
         for which, text in (("A", text_a), ("B", text_b)):
             if text is None:
                 continue
-            if len(text) > self.limits.max_chars:
-                raise LimitError(413, f"sentence {which} has {len(text)} characters; the limit is {self.limits.max_chars}")
-            if not text.strip():
-                raise LimitError(422, f"sentence {which} is empty")
+            limit = self.limits.max_chars
+            if isinstance(text, str) and len(text) > limit:
+                raise LimitError(413, f"sentence {which} has {len(text)} characters; the limit is {limit}")
             try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise LimitError(422, f"sentence {which} is not valid Unicode text (it has a lone surrogate)") from None
+                check_user_text(text, which)
+            except AttnlensError as exc:
+                raise LimitError(422, str(exc)) from None
 
     def _check_tokens(self, served: ServedModel, text_a: str, text_b: str | None) -> int:
         lm = served.lm
@@ -155,13 +157,10 @@ class Service:
                 raise LimitError(422, f"token {position} could not be masked on its own in this input")
             if len(positions) == 0:
                 raise LimitError(422, f"the input has no {tok.mask_token} token and no position to mask")
-            logits = mlm_logits(lm, enc)[0, positions]  # [M, vocab]
-            probs = torch.softmax(logits.float(), dim=-1)  # [M, vocab]
-            top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-        predictions = [
-            {"position": int(p), "candidates": [{"token": t, "probability": float(v)} for t, v in
-                                                 zip(tok.convert_ids_to_tokens(i.tolist()), values.tolist())]}
-            for p, i, values in zip(positions.tolist(), top.indices, top.values)]
+            found = mask_predictions(lm, enc, positions, top_k)
+        predictions = [{"position": p.position, "candidates": [{"token": t, "probability": v} for t, v in
+                                                               zip(p.tokens, p.probabilities, strict=True)]}
+                       for p in found]
         masked = self.capture(served, text_a, text_b)
         return {"model": served.name, "text_a": text_a, "text_b": text_b, "masked_token": original,
                 "predictions": predictions, "masked": {"id": masked.id, "meta": masked.meta}}
@@ -197,55 +196,14 @@ def mask_token_text(tokenizer, text_a: str, text_b: str | None, position: int) -
     return new_a, new_b, tokenizer.convert_ids_to_tokens(ids[position])
 
 
-def mlm_logits(lm, enc) -> torch.Tensor:
-    """Masked-LM logits [batch, tokens, vocab] of a model with a masked-LM head."""
-    from ..record import _forward_inputs  # noqa: PLC0415
-
-    accepted = _forward_inputs(lm.model)
-    inputs = {k: v.to(lm.device) for k, v in enc.items() if k in accepted}
-    with torch.inference_mode():
-        out = lm.model(**inputs)
-    logits = getattr(out, "logits", None)
-    if logits is None:
-        logits = getattr(out, "prediction_logits", None)
-    if logits is None:
-        raise AttnlensError(f"model {lm.name} returned no token logits")
-    return logits  # [B, T, V]
-
-
-PROFILE = ("self", "previous", "next", "first special", "other specials", "same sentence")
-
-
-def head_profiles(cap: Capture) -> np.ndarray:
-    """Per head, the mean weight (over queries) on: itself, the previous token, the next token,
-    the first special token ([CLS]), the other specials ([SEP]), its own sentence. [L, H, 6]"""
-    att = cap.attentions  # [L, H, T, T]
-    t = cap.num_tokens
-    idx = np.arange(t)
-    special = np.asarray(cap.special_mask, dtype=bool)
-    first = np.zeros(t, dtype=bool)
-    if special.any():
-        first[int(np.argmax(special))] = True
-    others = special & ~first
-    same = np.asarray(cap.segment_ids)[:, None] == np.asarray(cap.segment_ids)[None, :]  # [T, T]
-    feats = [
-        att[:, :, idx, idx].mean(-1),  # [L, H]
-        att[:, :, idx[1:], idx[:-1]].sum(-1) / t if t > 1 else np.zeros(att.shape[:2]),
-        att[:, :, idx[:-1], idx[1:]].sum(-1) / t if t > 1 else np.zeros(att.shape[:2]),
-        att[..., first].sum(-1).mean(-1),
-        att[..., others].sum(-1).mean(-1),
-        (att * same).sum(-1).mean(-1),
-    ]
-    return np.stack(feats, axis=-1)  # [L, H, 6]
-
-
 def head_difference(left: Capture, right: Capture) -> dict:
     """A layers x heads map of how differently each head attends in two captures.
 
     Same tokens (same input on two models, or the same model twice): per head, the mean
     over queries of the total variation distance 0.5 * sum_k |a - b| (0 = identical, 1 = disjoint).
     Different tokens (two inputs): per head, the mean absolute difference of the head's
-    attention profile (see head_profiles; also in [0, 1]).
+    profile (patterns.profile.head_profile; also in [0, 1]). A feature no query of an input
+    defines (e.g. "previous" in a one-word input) counts as no attention on it.
     Only the layers and heads both models have are compared.
     """
     n_layers = min(left.num_layers, right.num_layers)
@@ -257,7 +215,9 @@ def head_difference(left: Capture, right: Capture) -> dict:
         values = 0.5 * np.abs(a - b).sum(-1).mean(-1)  # [L, H]
         measure = "total variation distance, mean over queries"
     else:
-        values = np.abs(head_profiles(left)[:n_layers, :n_heads] - head_profiles(right)[:n_layers, :n_heads]).mean(-1)
-        measure = "mean absolute difference of head profiles (" + ", ".join(PROFILE) + ")"
+        profile_l = np.nan_to_num(head_profile(left)[:n_layers, :n_heads], nan=0.0)  # [L, H, K]
+        profile_r = np.nan_to_num(head_profile(right)[:n_layers, :n_heads], nan=0.0)  # [L, H, K]
+        values = np.abs(profile_l - profile_r).mean(-1)  # [L, H]
+        measure = "mean absolute difference of head profiles (" + ", ".join(FEATURES) + ")"
     return {"aligned": aligned, "measure": measure, "layers": n_layers, "heads": n_heads,
             "map": [[round(float(v), 5) for v in row] for row in values]}

@@ -1,9 +1,9 @@
 """A standalone, offline HTML page with the head, model and neuron views of one Capture.
 
-The page inlines the package's front-end module (static/attnlens.js), its stylesheet and
-the payload (views/payload.py): meta as JSON inside ``<script type="application/json">``
-with ``<``, ``>``, ``&`` written as \\u escapes, buffers as base64 inside
-``<script type="application/octet-stream">``. It requests nothing from any host.
+The page inlines the package's front-end module (attnlens.js, joined from static/src/ by
+views/bundle.py), its stylesheet and the payload (views/payload.py): meta as JSON inside
+``<script type="application/json">`` with ``<``, ``>``, ``&`` written as \\u escapes, buffers
+as base64 inside ``<script type="application/octet-stream">``. It requests nothing from any host.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from ..capture import Capture
+from ..capturing import Capture
 from ..errors import AttnlensError
+from ..io import atomic_write_text
+from .bundle import BUNDLE_NAME, bundle_text
 from .payload import build_payload
 
 VIEWS = ("head", "model", "neuron")
@@ -25,7 +27,9 @@ VIEWS = ("head", "model", "neuron")
 
 @lru_cache(maxsize=None)
 def static_text(name: str) -> str:
-    """The text of one file of views/static/."""
+    """The text of one file of views/static/; "attnlens.js" is the module built from static/src/ (views/bundle.py)."""
+    if name == BUNDLE_NAME:
+        return bundle_text()
     return resources.files("attnlens.views").joinpath("static", name).read_text(encoding="utf-8")
 
 
@@ -100,7 +104,5 @@ def to_html(cap: Capture, path: str | os.PathLike | None = None, *, views=VIEWS,
         path = Path(path)
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, page)
     return page

@@ -34,7 +34,7 @@ import zlib
 
 import numpy as np
 
-from ..capture import Capture
+from ..capturing import Capture
 from ..errors import AttnlensError
 
 FORMAT = "attnlens.view/1"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..capture import Capture
+from ..capturing import Capture
 from ..errors import AttnlensError
+from ..patterns.profile import KINDS, target_kinds
 
 FILTERS = {"all": (None, None), "AA": (0, 0), "AB": (0, 1), "BA": (1, 0), "BB": (1, 1)}
 
@@ -57,30 +58,38 @@ def head_view_text(cap: Capture, layer: int = 0, heads=None, *, pair_filter: str
     return "\n".join(lines)
 
 
-def _head_digest(att: np.ndarray, tokens: list[str]) -> str:
-    """Where one head's strongest weight usually goes: a fixed position or a fixed offset."""
+_KIND_LABELS = {"previous": "-1", "next": "+1", "self": "+0"}
+
+
+def _head_digest(att: np.ndarray, kinds: np.ndarray, tokens: list[str]) -> str:
+    """Where one head's strongest weight usually goes (patterns.profile.target_kinds: -1 = the
+    previous token, +1 = the next, +0 = itself, @tok = a special token or else the usual position)."""
     t = att.shape[0]
     best = att.argmax(axis=1)  # [query]
-    positions, pos_counts = np.unique(best, return_counts=True)
-    offsets, off_counts = np.unique(best - np.arange(t), return_counts=True)
-    mean_max = float(att.max(axis=1).mean())
-    if pos_counts.max() >= off_counts.max():
-        j = int(positions[pos_counts.argmax()])
-        where, share = f"@{tokens[j]}", pos_counts.max() / t
-    else:
-        where, share = f"{int(offsets[off_counts.argmax()]):+d}", off_counts.max() / t
-    return f"{where[:8]} {share:.0%} {mean_max:.2f}"
+    best_kinds = kinds[np.arange(t), best]  # [query]
+    counts = np.bincount(best_kinds, minlength=len(KINDS))
+    kind = KINDS[int(counts.argmax())]
+    if kind in _KIND_LABELS:
+        where, share = _KIND_LABELS[kind], counts.max() / t
+    else:  # a token: the special one, or the most common other position
+        chosen = best[best_kinds == KINDS.index(kind)]
+        positions, pos_counts = np.unique(chosen, return_counts=True)
+        where = f"@{tokens[int(positions[pos_counts.argmax()])]}"
+        share = (pos_counts.max() if kind == "other" else counts.max()) / t
+    return f"{where[:8]} {share:.0%} {float(att.max(axis=1).mean()):.2f}"
 
 
 def model_view_text(cap: Capture) -> str:
-    """One cell per layer x head: where its strongest weight usually goes (a token `@tok`
-    or an offset `+1`/`-1`), for what share of the queries, and the mean strongest weight."""
+    """One cell per layer x head: where its strongest weight usually goes (an offset `-1`/`+1`/`+0`
+    as the atlas defines previous/next, or a token `@tok`), for what share of the queries, and the
+    mean strongest weight."""
     width = 18
+    kinds = target_kinds(cap)  # [T, T]
     header = "     " + "".join(f"H{h:<{width - 1}}" for h in range(cap.num_heads))
     lines = ["model view: per head, the usual target of the strongest weight, share of queries, mean strongest weight",
              header.rstrip()]
     for layer in range(cap.num_layers):
-        cells = [_head_digest(cap.attentions[layer, head], cap.tokens) for head in range(cap.num_heads)]
+        cells = [_head_digest(cap.attentions[layer, head], kinds, cap.tokens) for head in range(cap.num_heads)]
         lines.append((f"L{layer:<4}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
     return "\n".join(lines)
 

@@ -1,6 +1,6 @@
 """Jupyter widgets (anywidget) showing the views of a Capture.
 
-The widget loads the same ES module as the standalone page (static/attnlens.js); the
+The widget loads the same ES module as the standalone page (attnlens.js, see bundle.py); the
 payload travels as binary traits: ``meta`` (JSON text), ``buffers`` ({name: bytes},
 which ipywidgets sends as binary messages and the module receives as DataViews) and
 ``options`` (JSON text: which views, start layer/head/token).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ..capture import Capture
+from ..capturing import Capture
 from ..errors import AttnlensError
 from .html import checked_payload, static_text
 

@@ -1,22 +1,12 @@
 // attnlens web app: the page served by `attnlens serve`. It draws with the views' own
-// front-end module (/static/views/attnlens.js), fed by fetch from the JSON/binary API.
+// front-end module (/static/views/attnlens.js, served by server/app.py) and uses its DOM
+// helpers, fed by fetch from the JSON/binary API.
 // All text reaches the DOM through textContent, never as HTML.
 
-import { createView, sourceFromFetch } from "/static/views/attnlens.js";
+import { createView, cssVar, h as el, sourceFromFetch } from "/static/views/attnlens.js";
 
 const $ = (sel) => document.querySelector(sel);
 const state = { models: [], tab: "explore", explore: null, masked: null, left: null, right: null, diff: null };
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v);
-  }
-  for (const c of children) if (c != null) node.append(c);
-  return node;
-}
 
 function status(text, isError = false) {
   const s = $("#status");
@@ -146,8 +136,7 @@ async function compare(values, push = true) {
 }
 
 function cssColor(name, fallback) {
-  const v = getComputedStyle(document.body).getPropertyValue(name).trim();
-  return v || fallback;
+  return cssVar(document.body, name) || fallback;
 }
 
 function drawDiffMap(result) {

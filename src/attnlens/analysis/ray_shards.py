@@ -1,0 +1,60 @@
+"""The atlas on Ray: shards of the corpus scored by Ray tasks, statistics merged exactly.
+
+On a laptop this starts a local Ray; on a cluster start Ray there (`ray start --head`, then
+`ray start --address=...` on each node), set RAY_ADDRESS (or call `ray.init(address=...)`
+yourself) and run `attnlens atlas --ray`: each task loads the model by name once per worker
+(or receives the LoadedModel through the object store) and returns only sums, sums of
+squares and counts, which add up to exactly the single-machine statistics.
+"""
+
+from __future__ import annotations
+
+from ..errors import AttnlensError
+from ..patterns.stats import PatternStats
+
+
+def _ray():
+    try:
+        import ray  # noqa: PLC0415
+    except ImportError:
+        raise AttnlensError("--ray needs Ray: pip install 'attnlens[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False)
+    return ray
+
+
+def _score_shard(model, pairs, level, batch_size, intervention, seed) -> PatternStats:
+    from ..capturing import resolve_model  # noqa: PLC0415
+    from .run import score_pairs  # noqa: PLC0415
+
+    return score_pairs(resolve_model(model), pairs, level=level, batch_size=batch_size,
+                       intervention=intervention, seed=seed)
+
+
+def score_pairs_ray(model, pairs, *, level="token", batch_size=32, shards=None, intervention=None, seed=0,
+                    progress=True) -> PatternStats:
+    """Statistics of `pairs` computed by Ray tasks, one per shard, merged in shard order."""
+    ray = _ray()
+    if shards is None:
+        shards = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    shards = max(1, min(int(shards), len(pairs)))
+    size = -(-len(pairs) // shards)
+    task = ray.remote(_score_shard)
+    model_ref = model if model is None or isinstance(model, str) else ray.put(model)
+    refs = [task.remote(model_ref, pairs[i:i + size], level, batch_size, intervention, seed)
+            for i in range(0, len(pairs), size)]
+    from .run import _progress_bar  # noqa: PLC0415
+
+    done: dict = {}
+    pending = list(refs)
+    with _progress_bar(len(pairs), progress) as bar:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                done[ref] = ray.get(ref)
+                bar.update(done[ref].inputs + sum(done[ref].skipped.values()))
+    merged = done[refs[0]]
+    for ref in refs[1:]:
+        merged = merged.merge(done[ref])
+    return merged

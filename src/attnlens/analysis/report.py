@@ -1,0 +1,227 @@
+"""The atlas output folder: scores (JSON, CSV), heatmaps and a label map (PNG, SVG), explanations and
+causal checks (JSON), an HTML report. Every file is written atomically (attnlens.io).
+
+The HTML report is self-contained (no network, every text escaped; it loads only its own
+folder's images). Standalone view pages of an example input, each opened on one head, are
+written to views/ for the labelled heads and the top head of each pattern, and those heads'
+cells open them; every other cell links to the head's section of the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import AttnlensError
+from ..io import atomic_open, atomic_write_text, html_page
+from ..patterns.scores import PATTERNS
+from ..views.html import to_html
+
+LABEL_COLORS = {
+    "next_token": "#1f77b4", "previous_token": "#ff7f0e", "same_token": "#2ca02c",
+    "same_token_other_sentence": "#d62728", "same_word_pieces": "#9467bd", "cls": "#8c564b",
+    "sep": "#e377c2", "bag_of_words": "#bcbd22", "broad": "#c7c7c7", "mixed": "#f7f7f7",
+}
+SHORT = {
+    "next_token": "next", "previous_token": "prev", "same_token": "same", "same_token_other_sentence": "other",
+    "same_word_pieces": "pieces", "cls": "CLS", "sep": "SEP", "bag_of_words": "bow", "broad": "broad",
+    "mixed": "mixed", "entropy": "ent",
+}
+
+
+def _primary(label) -> str:
+    """The pattern a label is coloured by: its best dominant pattern, or broad/mixed."""
+    return label.patterns[0][0] if label.patterns else label.name
+
+
+def write_scores(at, out: Path) -> list[Path]:
+    """scores.json (everything) and scores.csv (one row per layer, head, pattern)."""
+    json_path, csv_path = out / "scores.json", out / "scores.csv"
+    atomic_write_text(json_path, json.dumps(at.to_dict(), indent=1))
+    labels = at.labels
+    with atomic_open(csv_path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["layer", "head", "pattern", "mean", "std", "queries", "chance", "label"])
+        for name in at.pattern_names:
+            mean, std = at.scores[name], at.spread[name]
+            for layer in range(at.num_layers):
+                for head in range(at.num_heads):
+                    writer.writerow([layer, head, name, f"{mean[layer, head]:.6f}", f"{std[layer, head]:.6f}",
+                                     at.counts[name], f"{at.chance[name]:.6f}", labels[(layer, head)].name])
+    return [json_path, csv_path]
+
+
+def write_plots(at, out: Path) -> list[Path]:
+    """heatmap_<pattern>.png/.svg per pattern and labels.png/.svg; [] when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+        from matplotlib.patches import Patch  # noqa: PLC0415
+    except ImportError:
+        return []
+    written = []
+    size = (max(4.0, 0.55 * at.num_heads + 1.5), max(2.5, 0.45 * at.num_layers + 1.2))
+    for name in at.pattern_names:
+        values = at.scores[name]  # [L, H]
+        fig, ax = plt.subplots(figsize=size)
+        image = ax.imshow(np.nan_to_num(values, nan=0.0), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (layer, head), v in np.ndenumerate(values):
+            ax.text(head, layer, "-" if not np.isfinite(v) else f"{v:.2f}".lstrip("0"), ha="center", va="center",
+                    fontsize=7, color="white" if not np.isfinite(v) or v < 0.6 else "black")
+        fig.colorbar(image, ax=ax, fraction=0.04)
+        written += _finish_grid(fig, ax, at, f"{name} (chance {at.chance[name]:.2f})", out / f"heatmap_{name}")
+    labels = at.labels
+    fig, ax = plt.subplots(figsize=(size[0] + 2.2, size[1]))
+    colors = np.zeros((at.num_layers, at.num_heads, 3))
+    for (layer, head), label in labels.items():
+        colors[layer, head] = matplotlib.colors.to_rgb(LABEL_COLORS.get(_primary(label), "#ffffff"))
+        text = "+".join(SHORT.get(n, n) for n, _ in label.patterns) or SHORT.get(label.name, label.name)
+        ax.text(head, layer, text, ha="center", va="center", fontsize=6)
+    ax.imshow(colors, aspect="auto")
+    used = sorted({_primary(l) for l in labels.values()}, key=list(LABEL_COLORS).index)
+    ax.legend(handles=[Patch(color=LABEL_COLORS[n], label=n) for n in used], loc="center left",
+              bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    written += _finish_grid(fig, ax, at, f"head labels: {at.model_name}", out / "labels")
+    return written
+
+
+def _finish_grid(fig, ax, at, title: str, stem) -> list:
+    """Axis labels and title of a layers x heads figure; saves it as PNG and SVG, closes it."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(at.num_heads))
+    ax.set_yticks(range(at.num_layers))
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    paths = [stem.with_name(f"{stem.name}.{ext}") for ext in ("png", "svg")]
+    for path in paths:
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, format=path.suffix[1:], dpi=110)
+    plt.close(fig)
+    return paths
+
+
+def view_heads(at) -> list[tuple[int, int]]:
+    """Heads that get a view page: every head with a pattern label and the top head of each pattern."""
+    heads = {key for key, label in at.labels.items() if label.patterns}
+    heads |= {at.top(name, 1)[0][:2] for name in at.pattern_names}
+    return sorted(heads)
+
+
+def write_views(example, out: Path, heads) -> dict[tuple[int, int], str]:
+    """Standalone view pages of `example` (a Capture), one per head opened on that head;
+    {(layer, head): relative path}, empty without an example."""
+    if example is None:
+        return {}
+    pages: dict[tuple[int, int], str] = {}
+    folder = out / "views"
+    folder.mkdir(exist_ok=True)
+    for layer, head in heads:
+        name = f"L{layer}-H{head}.html"
+        atomic_write_text(folder / name, to_html(example, layer=layer, head=head))
+        pages[(layer, head)] = f"views/{name}"
+    return pages
+
+
+_CSS = """td,th{text-align:center;font-size:12px}td a{color:inherit;text-decoration:none;display:block}
+.def{max-width:60em}.head{margin:1em 0;padding:.3em .8em;border-left:4px solid #ccc}"""
+
+
+def _cell_color(v: float) -> str:
+    if not np.isfinite(v):
+        return "#eee"
+    shade = int(255 - 180 * min(max(v, 0.0), 1.0))
+    return f"rgb({shade},{shade},255)"
+
+
+def render_html(at, *, views: dict | None = None, images: bool = False, explanations=None, causal=None) -> str:
+    """The report page (every text escaped); `views` maps (layer, head) to that head's view page."""
+    e = html.escape
+    labels = at.labels
+    views = views or {}
+
+    def link(layer, head):
+        return e(views.get((layer, head), f"#head-{layer}-{head}"), quote=True)
+
+    parts = [f"<h1>Attention atlas of {e(at.model_name)}</h1>",
+             f"<p>{at.inputs} inputs from {e(at.corpus_name or 'a corpus')}, {e(at.level)} level."]
+    if at.skipped:
+        parts.append(" Skipped: " + e(", ".join(f"{n} {r}" for r, n in sorted(at.skipped.items()))) + ".")
+    parts.append("</p><p class='def'>Label rule: a head is labelled with every pattern whose chance-corrected "
+                 f"score (score - chance) / (1 - chance) is at least {at.threshold:g}; otherwise <i>broad</i> "
+                 f"if its normalized entropy is at least {at.broad_entropy:g}, "
+                 "else <i>mixed</i>. Click a cell for that head's scores"
+                 + (" (labelled and top heads open in the view of an example input)." if views else ".") + "</p>")
+    parts.append("<h2>Labels</h2><table><tr><th>layer \\ head</th>"
+                 + "".join(f"<th>{h}</th>" for h in range(at.num_heads)) + "</tr>")
+    for layer in range(at.num_layers):
+        parts.append(f"<tr><th>{layer}</th>")
+        for head in range(at.num_heads):
+            label = labels[(layer, head)]
+            text = "+".join(SHORT.get(n, n) for n, _ in label.patterns) or label.name
+            color = LABEL_COLORS.get(_primary(label), "#fff")
+            parts.append(f"<td style='background:{color}' title='{e(str(label))}'>"
+                         f"<a href='{link(layer, head)}'>{e(text)}<br>{label.score:.2f}</a></td>")
+        parts.append("</tr>")
+    parts.append("</table>")
+    if images:
+        parts.append("<img src='labels.png' alt='label map'>")
+    parts.append("<h2>Patterns</h2>")
+    for name in at.pattern_names:
+        values = at.scores[name]
+        parts.append(f"<h3 id='pattern-{e(name)}'>{e(name)}</h3>"
+                     f"<p class='def'>{e(PATTERNS[name].definition)} Defined for {at.counts[name]} queries; "
+                     f"uniform attention would score {at.chance[name]:.3f}.</p>")
+        parts.append("<table><tr><th>layer \\ head</th>"
+                     + "".join(f"<th>{h}</th>" for h in range(at.num_heads)) + "</tr>")
+        for layer in range(at.num_layers):
+            parts.append(f"<tr><th>{layer}</th>" + "".join(
+                f"<td style='background:{_cell_color(v)}'><a href='{link(layer, head)}'>"
+                f"{'-' if not np.isfinite(v) else f'{v:.2f}'}</a></td>"
+                for head, v in enumerate(values[layer])) + "</tr>")
+        parts.append("</table>")
+        if images:
+            parts.append(f"<img src='heatmap_{e(name)}.png' alt='{e(name)} heatmap'>")
+    if explanations:
+        parts.append("<h2>Which q/k dimensions carry each pattern (top head per pattern)</h2>")
+        parts += [f"<pre>{e(ex.text())}</pre>" for ex in explanations]
+    if causal is not None:
+        parts.append(f"<h2>Causal checks</h2><pre>{e(causal.text())}</pre>")
+    parts.append("<h2>Heads</h2>")
+    for (layer, head), label in sorted(labels.items()):
+        rows = "".join(f"<tr><td>{e(n)}</td><td>{at.scores[n][layer, head]:.3f}</td>"
+                       f"<td>{at.spread[n][layer, head]:.3f}</td>"
+                       f"<td>{at.chance[n]:.3f}</td></tr>" for n in at.pattern_names)
+        view_link = (f" <a href='{e(views[(layer, head)], quote=True)}'>open in the view</a>"
+                     if (layer, head) in views else "")
+        parts.append(f"<div class='head' id='head-{layer}-{head}'><b>layer {layer} head {head}</b>: "
+                     f"{e(str(label))}{view_link}"
+                     f"<table><tr><th>pattern</th><th>mean</th><th>std</th><th>chance</th></tr>{rows}</table></div>")
+    return html_page(f"attnlens atlas: {at.model_name}", "".join(parts), css=_CSS)
+
+
+def write_report(at, out: Path, *, example=None, explanations=None, causal=None) -> Path:
+    """Write the whole output folder; returns the report's path."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise AttnlensError(f"{out} exists and is not a folder") from None
+    write_scores(at, out)
+    images = bool(write_plots(at, out))
+    views = write_views(example, out, view_heads(at))
+    if explanations:
+        atomic_write_text(out / "explanations.json", json.dumps([ex.to_dict() for ex in explanations], indent=1))
+    if causal is not None:
+        atomic_write_text(out / "causal.json", json.dumps({"rows": causal.rows(), "unavailable": causal.unavailable},
+                                                          indent=1))
+    report = out / "report.html"
+    atomic_write_text(report, render_html(at, views=views, images=images, explanations=explanations, causal=causal))
+    return report

@@ -1,0 +1,254 @@
+"""The atlas: every head scored on every pattern over a corpus, streamed, and labelled.
+
+`atlas(corpus, model=...)` reads (sentence A, sentence B or None) pairs, runs the model in
+length-sorted batches with the q/k hooks of record.py, scores each input's attention as soon
+as it is computed and keeps only sufficient statistics (sums, sums of squares, counts), so
+memory stays flat however long the corpus is. With `ray=True` the corpus is split into
+shards scored by Ray tasks and the statistics are merged exactly. The result keeps the model
+and the resolved pairs (`Atlas.source`, never saved) for the checks `Atlas.save` runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..capturing import LoadedModel, batches, resolve_model
+from ..errors import AttnlensError
+from ..patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
+from ..patterns.layout import check_level, layout_of, stack_layouts
+from ..patterns.scores import PATTERN_NAMES, PATTERNS, get_pattern
+from ..patterns.stats import PatternStats
+from .interventions import intervene
+
+Pair = tuple[str, "str | None"]
+DEFAULT_DATASET = "default"
+CHECK_LIMIT = 200  # inputs the explanations and causal checks of `Atlas.save` use
+
+
+# ---- the result --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AtlasSource:
+    """What an atlas was computed from, kept (not saved) for the checks that `Atlas.save` runs."""
+
+    model: LoadedModel
+    pairs: list[Pair]  # the resolved corpus, in order
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass
+class Atlas:
+    """Per pattern and head: mean score over the corpus, its spread, and the labels derived from them."""
+
+    stats: PatternStats
+    model_name: str
+    corpus_name: str = ""
+    level: str = "token"
+    threshold: float = THRESHOLD
+    broad_entropy: float = BROAD_ENTROPY
+    meta: dict = field(default_factory=dict)
+    source: AtlasSource | None = field(default=None, repr=False, compare=False)  # never saved
+
+    @property
+    def pattern_names(self) -> tuple[str, ...]:
+        return self.stats.names
+
+    @property
+    def num_layers(self) -> int:
+        return self.stats.shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return self.stats.shape[1]
+
+    @property
+    def scores(self) -> dict[str, np.ndarray]:
+        """{pattern: mean score [layers, heads]} (NaN where the pattern never occurred in the corpus)."""
+        mean = self.stats.mean()
+        return {name: mean[p] for p, name in enumerate(self.pattern_names)}
+
+    @property
+    def spread(self) -> dict[str, np.ndarray]:
+        """{pattern: standard deviation of the per-query scores [layers, heads]}."""
+        std = self.stats.std()
+        return {name: std[p] for p, name in enumerate(self.pattern_names)}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """{pattern: number of queries the pattern was defined for}."""
+        return {name: int(c) for name, c in zip(self.pattern_names, self.stats.count, strict=True)}
+
+    @property
+    def chance(self) -> dict[str, float]:
+        """{pattern: the score uniform attention over each input would get}."""
+        return {name: float(c) for name, c in zip(self.pattern_names, self.stats.chance_mean(), strict=True)}
+
+    @property
+    def labels(self) -> dict[tuple[int, int], HeadLabel]:
+        """{(layer, head): HeadLabel}; see attnlens.patterns.labels for the rule."""
+        return label_heads(self.scores, chance=self.chance, threshold=self.threshold, broad_entropy=self.broad_entropy)
+
+    @property
+    def inputs(self) -> int:
+        return self.stats.inputs
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        return dict(self.stats.skipped)
+
+    def top(self, pattern: str, k: int = 5) -> list[tuple[int, int, float]]:
+        """The k heads with the highest mean score on `pattern`: [(layer, head, score)], best first."""
+        get_pattern(pattern)
+        if pattern not in self.pattern_names:
+            raise AttnlensError(f"pattern {pattern!r} was not scored in this atlas")
+        values = self.scores[pattern]
+        order = np.argsort(-np.nan_to_num(values, nan=-1.0), axis=None)[:max(0, int(k))]
+        return [(int(i // self.num_heads), int(i % self.num_heads), float(values.flat[i])) for i in order]
+
+    def summary(self) -> str:
+        """Plain text: corpus size, skips, then one line per head that has a pattern label."""
+        lines = [f"atlas of {self.model_name} over {self.inputs} inputs "
+                 f"({self.corpus_name or 'corpus'}, {self.level} level)"]
+        if self.skipped:
+            lines.append("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items())))
+        counts: dict[str, int] = {}
+        for label in self.labels.values():
+            counts[label.name] = counts.get(label.name, 0) + 1
+        lines.append("labels: " + ", ".join(f"{n} x{c}" for n, c in sorted(counts.items(), key=lambda kv: -kv[1])))
+        for (layer, head), label in sorted(self.labels.items()):
+            if label.patterns:
+                lines.append(f"  L{layer} H{head}: {label}")
+        lines.append("top head per pattern:")
+        for name in self.pattern_names:
+            layer, head, score = self.top(name, 1)[0]
+            lines.append(f"  {name:26s} L{layer} H{head}  {score:.3f}  (chance {self.chance[name]:.3f})")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Everything as JSON-ready data (NaN written as null)."""
+        def grid(a):
+            return [[None if not np.isfinite(v) else float(v) for v in row] for row in a]
+        return {
+            "format": "attnlens.atlas/1",
+            "model": self.model_name, "corpus": self.corpus_name, "level": self.level,
+            "inputs": self.inputs, "skipped": self.skipped,
+            "layers": self.num_layers, "heads": self.num_heads,
+            "label_rule": {"threshold": self.threshold, "broad_entropy": self.broad_entropy,
+                           "rule": "patterns with (score - chance) / (1 - chance) >= threshold, joined by '+'; "
+                                   "else 'broad' if entropy >= broad_entropy; else 'mixed'"},
+            "patterns": {
+                name: {"definition": PATTERNS[name].definition, "queries": self.counts[name],
+                       "chance": self.chance[name], "mean": grid(self.scores[name]), "std": grid(self.spread[name])}
+                for name in self.pattern_names},
+            "labels": [{"layer": l, "head": h, "label": lab.name,
+                        "patterns": [{"pattern": n, "score": s} for n, s in lab.patterns],
+                        "entropy": lab.entropy} for (l, h), lab in sorted(self.labels.items())],
+            "meta": self.meta,
+        }
+
+    def save(self, directory: str | Path, *, checks=None, example=None, explain: bool = True,
+             causal: bool = True, check_limit: int = CHECK_LIMIT) -> Path:
+        """Write the output folder of `attnlens atlas` into `directory`; returns report.html's path.
+
+        The folder: scores.json, scores.csv, heatmaps and the label map (PNG, SVG), view pages
+        of an example input, explanations.json, causal.json and report.html.
+        checks: an AtlasChecks from `run_checks(self, ...)`; None = run them here with
+        `explain`, `causal` and `check_limit` (see attnlens.analysis.pipeline.run_checks).
+        example: the Capture shown in the view pages; None = pipeline.EXAMPLE captured with this
+        atlas's model (no views when the atlas has no model); False = no view pages.
+        """
+        from .pipeline import example_capture, run_checks  # noqa: PLC0415  (pipeline imports this module)
+        from .report import write_report  # noqa: PLC0415  (the views load only when saving)
+
+        if checks is None:
+            checks = run_checks(self, explain=explain, causal=causal, check_limit=check_limit)
+        if example is None:
+            example = example_capture(self)
+        return write_report(self, Path(directory), example=None if example is False else example,
+                            explanations=checks.explanations, causal=checks.causal)
+
+
+# ---- reading the corpus ------------------------------------------------------------------
+def resolve_pairs(corpus, limit: int | None = None, *, seed: int = 0) -> tuple[list[Pair], str]:
+    """(pairs, a name for the corpus) from a dataset name, a file path or an iterable of inputs.
+
+    Resolution is attnlens.corpus.resolve_corpus's: a dataset name or a documents file gives
+    consecutive sentence pairs (with `limit`, a deterministic sample of `limit` of them); a
+    .tsv file or an iterable gives its pairs in order (with `limit`, the first `limit`).
+    """
+    from ..corpus import resolve_corpus  # noqa: PLC0415
+
+    if corpus is None:
+        corpus = DEFAULT_DATASET
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise AttnlensError(f"limit must be a positive integer, got {limit!r}")
+    name = str(corpus) if isinstance(corpus, (str, Path)) else "iterable"
+    pairs = resolve_corpus(corpus, seed=seed, limit=limit)
+    if not pairs:
+        raise AttnlensError(f"the corpus {name} is empty: no sentence pairs to score")
+    return list(pairs), name
+
+
+def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int = 32, names=PATTERN_NAMES,
+                intervention: str | None = None, seed: int = 0, progress=None) -> PatternStats:
+    """Statistics of every pattern over `pairs` (an iterable, consumed once), streamed through the batcher.
+
+    Unusable inputs and inputs longer than the model's maximum are counted in `stats.skipped`.
+    """
+    stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names)
+    reported = 0
+    with intervene(lm, intervention, seed=seed):
+        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip):
+            layouts = [layout_of(batch.token_info(row)) for row in range(len(batch))]
+            stats.add(batch.attentions, stack_layouts(layouts, batch.attentions.shape[-1]), level)  # [B, L, H, T, T]
+            if progress is not None:
+                consumed = stats.inputs + sum(stats.skipped.values())
+                progress(consumed - reported)
+                reported = consumed
+    return stats
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm.auto import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, unit="pair", disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "token", batch_size: int = 32,
+          limit: int | None = None, progress: bool = True, ray: bool = False, shards: int | None = None,
+          intervention: str | None = None, seed: int = 0, threshold: float = THRESHOLD,
+          broad_entropy: float = BROAD_ENTROPY) -> Atlas:
+    """Score every head of `model` on every pattern over `corpus` and label it.
+
+    corpus: a dataset name (None = the default corpus), a documents or .tsv file (see
+    attnlens.corpus), or an iterable of `(sentence_a, sentence_b or None)` pairs / plain
+    sentences. `limit`: a fixed sample of N pairs of a dataset or documents, the first N otherwise.
+    level: "token" or "word" (attention to a word = sum over its pieces, from a word = mean).
+    ray: score shards of the corpus as Ray tasks (`shards` of them) and merge exactly.
+    intervention: run under a causal intervention (see attnlens.interventions).
+    """
+    check_level(level)
+    if batch_size < 1:
+        raise AttnlensError(f"batch_size must be at least 1, got {batch_size}")
+    pairs, corpus_name = resolve_pairs(corpus, limit, seed=seed)
+    lm = resolve_model(model)
+    if ray:
+        from .ray_shards import score_pairs_ray  # noqa: PLC0415
+
+        stats = score_pairs_ray(model if model is None or isinstance(model, str) else lm, pairs, level=level,
+                                batch_size=batch_size, shards=shards, intervention=intervention, seed=seed,
+                                progress=progress)
+    else:
+        with _progress_bar(len(pairs), progress) as bar:
+            stats = score_pairs(lm, pairs, level=level, batch_size=batch_size, intervention=intervention,
+                                seed=seed, progress=bar.update)
+    if stats.inputs == 0:
+        reasons = ", ".join(f"{n} {r}" for r, n in stats.skipped.items())
+        raise AttnlensError(f"no usable input in the corpus {corpus_name} (skipped: {reasons})")
+    meta = {"intervention": intervention} if intervention else {}
+    source = AtlasSource(lm, pairs, batch_size, seed)
+    return Atlas(stats, lm.name, corpus_name, level, threshold, broad_entropy, meta, source)

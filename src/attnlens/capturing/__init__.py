@@ -1,0 +1,21 @@
+"""The capture layer: the architecture table, model loading, hooks, the one batcher and the Capture.
+
+Everything above (patterns, views, analysis, pretraining, hosts) builds on these names.
+"""
+
+from .arch import ArchSpec, arch_specs, find_modules, register_arch, spec_for_config
+from .attention import attention_from_qk, forward_attention, model_inputs, record_qk, split_heads
+from .batcher import MAX_BATCH_CELLS, Batch, TokenInfo, batches, encode, length_groups, token_info
+from .data import Capture, register_viewer
+from .hooks import hooks
+from .inputs import Pair, check_pair, check_text
+from .loading import DEFAULT_MODEL, LoadedModel, default_model_path, load_model, resolve_model
+from .record import capture, capture_batch
+
+__all__ = [
+    "DEFAULT_MODEL", "MAX_BATCH_CELLS", "ArchSpec", "Batch", "Capture", "LoadedModel", "Pair", "TokenInfo",
+    "arch_specs", "attention_from_qk", "batches", "capture", "capture_batch", "check_pair", "check_text",
+    "default_model_path", "encode", "find_modules", "forward_attention", "hooks", "length_groups", "load_model",
+    "model_inputs", "record_qk", "register_arch", "register_viewer", "resolve_model", "spec_for_config",
+    "split_heads", "token_info",
+]

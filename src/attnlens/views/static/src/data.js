@@ -1,0 +1,210 @@
+// attnlens front end, part 1 of 6: data sources and payload decoding (no DOM).
+//
+// A host hands createView() (shell.js) a *source*:
+//   {
+//     meta,                        // the payload's meta object (see views/payload.py)
+//     load(name) -> Promise<Uint8Array|ArrayBuffer|DataView>   // one buffer, as stored
+//     actions: {                   // optional hooks a host may provide
+//       maskToken(index) -> Promise<{title?: string, items: [{label: string, value: number}]}>
+//     }
+//   }
+// The shims below build a source from an anywidget model (Jupyter), from data inlined in the
+// page (standalone HTML) or from HTTP (a server: GET <base>/meta, GET <base>/<buffer name>).
+
+const FORMAT = "attnlens.view/1";
+
+// ---------------------------------------------------------------- data sources (host shims)
+
+function asBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new Error("attnlens: a buffer must be bytes");
+}
+
+/** A source from an anywidget model: traits `meta` (JSON text) and `buffers` (name -> bytes). */
+export function sourceFromModel(model) {
+  const meta = JSON.parse(model.get("meta"));
+  return { meta, load: async (name) => model.get("buffers")[name], actions: {} };
+}
+
+/** A source from data inlined in `root` (standalone HTML). */
+export function sourceFromDocument(root) {
+  const metaEl = root.querySelector('script[type="application/json"][data-attnlens="meta"]');
+  const meta = JSON.parse(metaEl.textContent);
+  const load = async (name) => {
+    for (const el of root.querySelectorAll('script[type="application/octet-stream"][data-attnlens="buffer"]')) {
+      if (el.dataset.name === name) return base64Bytes(el.textContent);
+    }
+    throw new Error(`attnlens: no buffer ${name}`);
+  };
+  return { meta, load, actions: {} };
+}
+
+/** A source fetching from a server: `${base}/meta` (JSON) and `${base}/${name}` (bytes). */
+export async function sourceFromFetch(base, actions = {}) {
+  const response = await fetch(`${base}/meta`);
+  if (!response.ok) throw new Error(`attnlens: ${response.status} for ${base}/meta`);
+  const meta = await response.json();
+  const load = async (name) => {
+    const r = await fetch(`${base}/${name}`);
+    if (!r.ok) throw new Error(`attnlens: ${r.status} for ${base}/${name}`);
+    return new Uint8Array(await r.arrayBuffer());
+  };
+  return { meta, load, actions };
+}
+
+// ---------------------------------------------------------------- decoding
+
+function base64Bytes(text) {
+  const bin = atob(text.replace(/\s+/g, ""));
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+async function gunzip(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+let F16 = null;
+function float16Table() {  // every float16 bit pattern -> its float32 value
+  if (F16) return F16;
+  const bits = new Uint32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = (h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp === 31) bits[h] = sign | 0x7f800000 | (man << 13);  // inf / NaN
+    else if (exp !== 0) bits[h] = sign | ((exp + 112) << 23) | (man << 13);  // normal: rebias 15 -> 127
+  }
+  F16 = new Float32Array(bits.buffer);
+  for (let man = 1; man < 1024; man++) { F16[man] = man * 2 ** -24; F16[0x8000 | man] = -man * 2 ** -24; }  // subnormal
+  return F16;
+}
+
+/** Decoded arrays of one capture, per layer and cached. */
+export class CaptureData {
+  constructor(source) {
+    const meta = source.meta;
+    if (!meta || meta.format !== FORMAT) throw new Error(`attnlens: expected data format ${FORMAT}`);
+    this.source = source;
+    this.meta = meta;
+    this.L = meta.num_layers; this.H = meta.num_heads; this.T = meta.num_tokens; this.D = meta.d_head;
+    this.cache = new Map();
+  }
+
+  /** One buffer decoded: Uint8Array (dtype uint8) or Float32Array (dtype float16). */
+  async buffer(name) {
+    const entry = this.meta.buffers[name];
+    let bytes = asBytes(await this.source.load(name));
+    bytes = entry.encoding === "gzip" ? await gunzip(bytes) : bytes.slice();
+    if (entry.dtype === "uint8") return bytes;
+    const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+    const table = float16Table(), out = new Float32Array(halves.length);
+    for (let i = 0; i < halves.length; i++) out[i] = table[halves[i]];
+    return out;
+  }
+
+  cached(key, make) {
+    if (!this.cache.has(key)) {
+      const p = make();
+      this.cache.set(key, p);
+      p.catch(() => this.cache.delete(key));
+      if (key.startsWith("att/")) this.evict("att/", 3);
+    }
+    return this.cache.get(key);
+  }
+
+  evict(prefix, keep) {
+    const keys = [...this.cache.keys()].filter((k) => k.startsWith(prefix));
+    for (const k of keys.slice(0, Math.max(0, keys.length - keep))) this.cache.delete(k);
+  }
+
+  /** {q, k}: Float32Array [head, token, d_head] of one layer. */
+  vectors(layer) {
+    return this.cached(`qk/${layer}`, async () => {
+      const [q, k] = await Promise.all([this.buffer(`queries/${layer}`), this.buffer(`keys/${layer}`)]);
+      return { q, k };
+    });
+  }
+
+  /** Float32Array [head, query, key] of one layer: stored codes, or softmax(q.k/sqrt(d)). */
+  attention(layer) {
+    return this.cached(`att/${layer}`, async () => {
+      if (this.meta.attention_code === "qk") return this.attentionFromQK(await this.vectors(layer));
+      const codes = await this.buffer(`attention/${layer}`);
+      const out = new Float32Array(codes.length);
+      for (let i = 0; i < codes.length; i++) { const v = codes[i] / 255; out[i] = v * v; }
+      return out;
+    });
+  }
+
+  attentionFromQK({ q, k }) {
+    // scores for four query rows at a time (each key vector is read once per four rows)
+    const { H, T, D } = this, out = new Float32Array(H * T * T), scale = 1 / Math.sqrt(D);
+    for (let h = 0; h < H; h++) {
+      const base = h * T * D;
+      for (let i = 0; i < T; i += 4) {
+        const n = Math.min(4, T - i), a = base + i * D;
+        const b = n > 1 ? a + D : a, c = n > 2 ? a + 2 * D : a, e = n > 3 ? a + 3 * D : a;
+        const o = (h * T + i) * T;
+        for (let j = 0; j < T; j++) {
+          const kj = base + j * D;
+          let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          for (let d = 0; d < D; d++) {
+            const kv = k[kj + d];
+            s0 += q[a + d] * kv; s1 += q[b + d] * kv; s2 += q[c + d] * kv; s3 += q[e + d] * kv;
+          }
+          out[o + j] = s0 * scale;
+          if (n > 1) out[o + T + j] = s1 * scale;
+          if (n > 2) out[o + 2 * T + j] = s2 * scale;
+          if (n > 3) out[o + 3 * T + j] = s3 * scale;
+        }
+      }
+    }
+    for (let r = 0; r < H * T; r++) {  // softmax of each row, in place
+      const row = out.subarray(r * T, (r + 1) * T);
+      let max = -Infinity;
+      for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
+      let sum = 0;
+      for (let j = 0; j < T; j++) { const x = Math.exp(row[j] - max); row[j] = x; sum += x; }
+      const inv = 1 / sum;
+      for (let j = 0; j < T; j++) row[j] *= inv;
+    }
+    return out;
+  }
+
+  /** What the neuron view shows for one query: q, k per key, q x k, q.k, softmax (float64). */
+  async detail(layer, head, query) {
+    const { q, k } = await this.vectors(layer);
+    const { T, D } = this, base = head * T * D;
+    const qv = Array.from(q.subarray(base + query * D, base + (query + 1) * D));
+    const keys = [], products = [], dots = [];
+    for (let j = 0; j < T; j++) {
+      const kv = Array.from(k.subarray(base + j * D, base + (j + 1) * D));
+      const prod = kv.map((x, d) => x * qv[d]);
+      keys.push(kv); products.push(prod); dots.push(prod.reduce((a, b) => a + b, 0));
+    }
+    const scaled = dots.map((s) => s / Math.sqrt(D)), max = Math.max(...scaled);
+    const exps = scaled.map((s) => Math.exp(s - max)), sum = exps.reduce((a, b) => a + b, 0);
+    return { q: qv, keys, products, dots, scaled, softmax: exps.map((e) => e / sum) };
+  }
+}
+
+// ---------------------------------------------------------------- sentence-pair filters
+
+/** [key, label] of each filter; a key names the query's sentence then the key's ("AB": A -> B). */
+export const FILTERS = [["all", "All"], ["AA", "A \u2192 A"], ["AB", "A \u2192 B"], ["BA", "B \u2192 A"], ["BB", "B \u2192 B"]];
+
+/** Which tokens a filter keeps on one side (`which`: "query" or "key"): an array of booleans. */
+export function filterMask(segments, filter, which) {
+  if (filter === "all") return segments.map(() => true);
+  const want = which === "query" ? filter[0] : filter[1];
+  return segments.map((s) => (s === 0 ? "A" : "B") === want);
+}
+
+/** The first token that is not special ([CLS] ...), or 0. */
+export function firstWordToken(meta) {
+  const i = meta.special.findIndex((s) => !s);
+  return i < 0 ? 0 : i;
+}
