@@ -38,3 +38,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(PY) $$f || exit 1; done
+
+# Each mutation in scripts/mutation_check.py, applied to a scratch copy of src/ and tests/, must make its
+# named tests fail (not part of `make test`; takes a while: one pytest run per mutation).
+.PHONY: mutation-check
+mutation-check: $(STAMP)
+	$(PY) scripts/mutation_check.py

@@ -117,12 +117,14 @@ def main() -> None:
     print(f"  ratio atlas/bare: {tp['ratio']:.2f}x (target >= 0.70x)")
     rows = []
     for size in [int(s) for s in args.sizes.split(",") if s]:
-        out = subprocess.run([sys.executable, __file__, "--memory-child", str(size), "--batch-size", str(args.batch_size)],
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(size),
+                              "--batch-size", str(args.batch_size)],
                              capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("peak memory of the atlas (fresh process per size):")
     for r in rows:
-        print(f"  {r['pairs']:6d} pairs: peak RSS {r['peak_rss_mb']:7.0f} MB, before scoring {r['rss_before_mb']:7.0f} MB, "
+        print(f"  {r['pairs']:6d} pairs: peak RSS {r['peak_rss_mb']:7.0f} MB, "
+              f"before scoring {r['rss_before_mb']:7.0f} MB, "
               f"growth {r['peak_rss_mb'] - r['rss_before_mb']:6.0f} MB, {r['pairs'] / r['seconds']:.0f} pairs/s")
     if len(rows) >= 2:
         print(f"  peak ratio largest/smallest corpus: {rows[-1]['peak_rss_mb'] / rows[0]['peak_rss_mb']:.2f}x "

@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     packages = {"python-docs": "python3.11-doc", "jargon": "jargon-text", "debian-reference": "debian-reference-en"}
-    missing = [pkg for pkg, path in zip(packages.values(), (PYTHON_DOCS, JARGON, DEBIAN_REFERENCE)) if not path.exists()]
+    missing = [pkg for pkg, path in zip(packages.values(), (PYTHON_DOCS, JARGON, DEBIAN_REFERENCE))
+               if not path.exists()]
     if missing:
         sys.exit(f"error: Debian package(s) not installed: {' '.join(missing)} "
                  f"(apt-get install -y {' '.join(packages.values())})")

@@ -1,4 +1,5 @@
-"""Browser fixtures (a pytest plugin of tests/conftest.py): Debian chromium driven by Playwright, every non-file request failed and recorded.
+"""Browser fixtures (a pytest plugin of tests/conftest.py): Debian chromium driven by Playwright, every
+non-file request failed and recorded.
 
 Without chromium or playwright the browser tests are skipped, except under CI (the `CI`
 environment variable set), where every JavaScript claim rests on them: there they fail.

@@ -7,15 +7,25 @@ from pathlib import Path
 from conftest import default_tokenizer, tiny_config
 
 
-def save_tiny_mlm(folder: Path, seed: int = 0) -> Path:
-    """A random tiny BertForMaskedLM with the default WordPiece tokenizer, saved to `folder`."""
+def save_tiny_mlm(folder: Path, seed: int = 0, extra_tokens=()) -> Path:
+    """A random tiny BertForMaskedLM with the default WordPiece tokenizer, saved to `folder`.
+
+    extra_tokens: tokens added to the tokenizer (and the vocabulary); each is kept whole in any text,
+    e.g. an HTML tag that the WordPiece vocabulary alone would split into harmless pieces.
+    """
+    import copy
+
     import torch
     from transformers import BertForMaskedLM
 
+    tokenizer = default_tokenizer()
+    if extra_tokens:
+        tokenizer = copy.deepcopy(tokenizer)  # the shared one stays as it is
+        tokenizer.add_tokens(list(extra_tokens))
     torch.manual_seed(seed)
-    model = BertForMaskedLM(tiny_config("bert"))
+    model = BertForMaskedLM(tiny_config("bert", vocab_size=len(tokenizer)))
     model.save_pretrained(folder)
-    default_tokenizer().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 

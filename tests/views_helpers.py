@@ -7,9 +7,27 @@ import numpy as np
 from attnlens.capturing import Capture
 from attnlens.views.payload import softmax_qk
 
+# Text that is HTML, for the injection tests: whole tokens (a hand-built capture keeps them whole,
+# where a real WordPiece tokenizer would split them into harmless pieces), sentences and model names.
+HTML_TOKEN = "<img src=x onerror=alert(1)>"
+HTML_TOKENS = ["[CLS]", HTML_TOKEN, "<b>bold</b>", "a&amp;b", "</script><script>alert(2)</script>", 'q"s',
+               "[SEP]", "<svg onload=alert(3)>", "<i>x</i>", "[SEP]"]
+HTML_SEGMENTS = [0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
+HTML_TEXT_A = "</title></script><img src=x onerror=alert(4)> & <b>A</b>"
+HTML_TEXT_B = '<svg onload=alert(5)> "B" <!-- c -->'
+HTML_MODEL = "</title><img src=x onerror=alert(6)>"
 
-def synthetic_capture(tokens, segment_ids=None, *, layers=2, heads=3, d_head=8, seed=0, text_a="a", text_b=None):
-    """A Capture whose attention is softmax(q.k/sqrt(d)) of random q/k."""
+
+def html_capture(*, layers=2, heads=3, d_head=8, seed=0, model_name=HTML_MODEL):
+    """A hand-built pair Capture whose tokens, sentences and model name are all HTML."""
+    special = [t in ("[CLS]", "[SEP]") for t in HTML_TOKENS]
+    return synthetic_capture(HTML_TOKENS, HTML_SEGMENTS, layers=layers, heads=heads, d_head=d_head, seed=seed,
+                             text_a=HTML_TEXT_A, text_b=HTML_TEXT_B, model_name=model_name, special=special)
+
+
+def synthetic_capture(tokens, segment_ids=None, *, layers=2, heads=3, d_head=8, seed=0, text_a="a", text_b=None,
+                      model_name="synthetic", special=None):
+    """A Capture whose attention is softmax(q.k/sqrt(d)) of random q/k (`special`: its special-token mask)."""
     rng = np.random.default_rng(seed)
     t = len(tokens)
     q = rng.normal(size=(layers, heads, t, d_head)).astype(np.float32)  # [L, H, T, D]
@@ -17,6 +35,7 @@ def synthetic_capture(tokens, segment_ids=None, *, layers=2, heads=3, d_head=8, 
     seg = np.zeros(t, np.int64) if segment_ids is None else np.asarray(segment_ids, np.int64)
     return Capture(
         tokens=list(tokens), token_ids=np.arange(t), segment_ids=seg, word_ids=np.arange(t),
-        special_mask=np.zeros(t, bool), attentions=softmax_qk(q, k).astype(np.float32), queries=q, keys=k,
-        text_a=text_a, text_b=text_b, model_name="synthetic",
+        special_mask=np.zeros(t, bool) if special is None else np.asarray(special, bool),
+        attentions=softmax_qk(q, k).astype(np.float32), queries=q, keys=k,
+        text_a=text_a, text_b=text_b, model_name=model_name,
     )

@@ -8,6 +8,8 @@ from . import views  # noqa: F401  (registers the notebook views behind Capture.
 from .analysis.causal import causal_checks
 from .analysis.explain import explain
 from .analysis.run import Atlas, atlas
+from .analysis.search import SearchIndex, build_index, search
+from .analysis.syntax import DependencyHeads, dependency_heads
 from .capturing import (
                         DEFAULT_MODEL,
                         ArchSpec,
@@ -29,4 +31,5 @@ __all__ = [
     "capture", "capture_batch", "causal_checks", "explain", "fill_mask", "hooks", "load_model",
     "next_sentence_probability", "pretrain", "register_arch", "to_html",
 ]
+__all__ += ["DependencyHeads", "SearchIndex", "build_index", "dependency_heads", "search"]
 __version__ = "0.1.0"

@@ -19,25 +19,34 @@ from attnlens.views.browser import CHROMIUM_ARGS
 from browser_fixtures import require_browser
 from conftest import PAIR
 from server_helpers import BrowserThread, save_tiny_mlm
+from views_helpers import HTML_TOKEN
 
 pytest.importorskip("fastapi")
 
 ROOT = Path(__file__).resolve().parents[2]
 INJECTION = "</script><img src=x onerror=alert(1)>"
+HTML_FOLDER = "<img src=x onerror=alert(9)>"  # a folder name that is a tag (no "/" in it): a model, a results folder
+MARKUP = "img, svg, b, i, iframe, object, embed, script:not([src])"  # elements the app never makes itself
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`attnlens serve --port 0` with the default model and a tiny masked-LM model; yields its URL."""
+    """`attnlens serve --port 0` with the default model, a tiny masked-LM model and one whose folder name
+    and one added token are HTML; yields its URL."""
     tmp = tmp_path_factory.mktemp("serve")
     mlm = save_tiny_mlm(tmp / "tiny-mlm")
+    html_mlm = save_tiny_mlm(tmp / HTML_FOLDER, seed=1, extra_tokens=[HTML_TOKEN])
+    html_results = tmp / "results" / f"atlas-{HTML_FOLDER}"
+    html_results.mkdir(parents=True)
+    (html_results / "scores.json").write_text("{}")
+    (html_results / "report.html").write_text("<!DOCTYPE html><title>html</title><p>report</p>")
     results = tmp / "results" / "atlas-demo"
     results.mkdir(parents=True)
     (results / "scores.json").write_text(json.dumps({"heads": []}))
     (results / "report.html").write_text("<!DOCTYPE html><title>atlas demo</title><p>report</p>")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", "--model", "default",
-                             "--model", str(mlm), "--results", str(tmp / "results")],
+                             "--model", str(mlm), "--model", str(html_mlm), "--results", str(tmp / "results")],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
     url = None
     deadline = time.monotonic() + 180
@@ -54,7 +63,7 @@ def server(tmp_path_factory):
     if url is None:
         proc.kill()
         pytest.fail("attnlens serve did not start: " + "".join(lines)[-2000:])
-    yield {"url": url, "mlm": str(mlm)}
+    yield {"url": url, "mlm": str(mlm), "html_mlm": str(html_mlm)}
     proc.terminate()
     try:
         proc.wait(10)
@@ -77,11 +86,13 @@ class AppProbe:
 
     def wait_drawn(self, where, view, count=1):
         self.page.wait_for_function(
-            "([s, v, n]) => { const e = document.querySelector(s + ' .attnlens'); return e && +(e.dataset[v + 'Drawn'] || 0) >= n; }",
+            "([s, v, n]) => { const e = document.querySelector(s + ' .attnlens'); "
+            "return e && +(e.dataset[v + 'Drawn'] || 0) >= n; }",
             arg=[where, view, count], timeout=60000)
 
     def canvas_hash(self, selector):
-        return self.page.evaluate("s => document.querySelector(s).toDataURL().length + ':' + document.querySelector(s).toDataURL().slice(-200)", selector)
+        return self.page.evaluate("s => document.querySelector(s).toDataURL().length + ':' "
+                                  "+ document.querySelector(s).toDataURL().slice(-200)", selector)
 
     def offsite(self):
         return [u for u in self.requests if not u.startswith(self.base)]
@@ -187,7 +198,8 @@ def test_compare_two_models_and_browse_results(on_page, server):
         p.wait_drawn("#compare-left", "head")
         p.wait_drawn("#compare-right", "head")
         assert "total variation" in page.text_content("#diff-measure")
-        rect = page.eval_on_selector("#diff-map", "c => { const r = c.getBoundingClientRect(); return {x: r.left, y: r.top}; }")
+        rect = page.eval_on_selector("#diff-map",
+                                     "c => { const r = c.getBoundingClientRect(); return {x: r.left, y: r.top}; }")
         page.mouse.click(rect["x"] + 34 + 28 * 2 + 10, rect["y"] + 18 + 28 * 1 + 10)  # layer 1, head 2
         page.wait_for_selector("#diff-head:not([hidden])")
         assert page.evaluate("() => document.body.dataset.diffHead") == "1:2"
@@ -212,6 +224,76 @@ def test_injection_text_runs_nothing(on_page, server):
         assert p.dialogs == [] and page.locator("img[src=x]").count() == 0
         assert INJECTION in page.text_content("#explore-view .al-sentences")
         assert p.errors == [] and p.offsite() == []
+
+    on_page(body)
+
+
+def test_html_in_model_names_tokens_and_results_stays_text(on_page, server):
+    """HTML through the whole app: a model whose folder name is a tag (the model picker, the views'
+    header, an error message), a token that is a tag (an added token of that model's tokenizer, kept
+    whole: the head view's info line, the mask result and the masked view's title, the neuron view's
+    picker and tooltip), sentences, and a results folder named like a tag. All of it is text."""
+    name = server["html_mlm"]
+    a, b = f"{HTML_TOKEN} went home", '<b>bold</b> & "q"'
+    markup = "s => [...document.querySelectorAll(s)].map(e => e.outerHTML)"
+
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(f"{server['url']}?model={quote(name)}&a={quote(a)}&b={quote(b)}")
+        p.wait_drawn("#explore-view", "head")
+        options = page.eval_on_selector_all("#explore-form select[name=model] option",
+                                            "os => os.map(o => [o.value, o.textContent])")
+        assert [name, f"{name} (3\u00d74, MLM)"] in options
+        assert page.input_value("#explore-form select[name=model]") == name
+        assert name in page.text_content("#explore-view .al-model")
+        sentences = page.text_content("#explore-view .al-sentences")
+        assert a in sentences and b in sentences
+        view = "document.querySelector('#explore-view .attnlens').attnlens"
+        assert page.evaluate(f"() => {view}.tokens[1]") == HTML_TOKEN
+        # head view: pin the token; the info line names it; mask it
+        at = page.evaluate(f"""() => {{ const v = {view}, r = v.headCanvas.getBoundingClientRect(), l = v.layout;
+            return {{x: r.left + l.left + 6, y: r.top + l.top + l.row * 1.5}}; }}""")
+        page.mouse.click(at["x"], at["y"])
+        page.wait_for_selector("#explore-view .al-mask")
+        assert f"#1 \u201c{HTML_TOKEN}\u201d" in page.text_content("#explore-view .al-info")
+        page.click("#explore-view .al-mask")
+        page.wait_for_selector("#explore-view .al-mask-result .al-pred")
+        p.wait_drawn("#masked-view", "head")
+        assert HTML_TOKEN in page.text_content("#explore-view .al-mask-result")
+        assert HTML_TOKEN in page.text_content("#masked-title")
+        assert page.eval_on_selector("#masked-title", "e => e.childElementCount") == 0
+        # neuron view: the query picker and a key row's tooltip
+        page.click('#explore-view button[data-view="neuron"]')
+        p.wait_drawn("#explore-view", "neuron")
+        options = page.eval_on_selector_all('#explore-view select[aria-label="Query token"] option',
+                                            "os => os.map(o => o.textContent)")
+        assert options[1] == f"1: {HTML_TOKEN}"
+        at = page.evaluate(f"""() => {{ const v = {view}, c = v.neuronCellCenter('k', 1, 0);
+            const r = v.el.querySelector('.al-neuron-canvas').getBoundingClientRect();
+            return {{x: r.left + c.x, y: r.top + c.y}}; }}""")
+        page.mouse.move(at["x"], at["y"])
+        page.wait_for_function("() => { const t = document.querySelector('#explore-view .al-tooltip'); "
+                               "return t && !t.hidden && t.dataset.kind === 'k' && t.dataset.row === '1'; }")
+        text, children = page.eval_on_selector("#explore-view .al-tooltip", "t => [t.textContent, t.childElementCount]")
+        assert f"#1 \u201c{HTML_TOKEN}\u201d" in text and children == 0
+        page.wait_for_timeout(300)
+        assert page.evaluate(markup, MARKUP) == []
+        assert p.dialogs == [] and p.errors == [] and p.offsite() == []
+        # an error message that names the model: the status line
+        page.goto(f"{server['url']}?model={quote(name)}&a={quote('word ' * 300)}")
+        page.wait_for_selector("body[data-status=error]")
+        assert name in page.text_content("#status")
+        assert page.eval_on_selector("#status", "e => e.childElementCount") == 0
+        # the results list: a folder named like a tag
+        page.click('.app-tabs button[data-tab="results"]')
+        page.wait_for_selector("#atlas-list a")
+        texts = "es => es.map(e => e.textContent)"
+        assert f"atlas-{HTML_FOLDER}" in page.eval_on_selector_all("#atlas-list strong", texts)
+        links = page.eval_on_selector_all("#atlas-list a", texts)
+        assert f"atlas-{HTML_FOLDER}/report.html" in links
+        page.wait_for_timeout(300)
+        assert page.evaluate(markup, MARKUP) == []
+        assert p.dialogs == [] and p.offsite() == []
 
     on_page(body)
 

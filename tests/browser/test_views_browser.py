@@ -12,7 +12,7 @@ from attnlens import capture
 from attnlens.views.html import static_text, to_html
 from attnlens.views.widget import head_view
 from conftest import tiny_model
-from views_helpers import synthetic_capture
+from views_helpers import HTML_MODEL, HTML_TEXT_A, HTML_TEXT_B, HTML_TOKEN, HTML_TOKENS, html_capture, synthetic_capture
 
 INJECTION = "</script><img src=x onerror=alert(1)>"
 
@@ -86,7 +86,8 @@ def test_model_view_opens_a_head(probe, pair_page):
     probe.wait_drawn("model", 1)
     geo = page.evaluate("() => document.querySelector('.attnlens').attnlens.modelGeo")
     box = page.locator(".al-model-canvas").bounding_box()
-    page.mouse.click(box["x"] + geo["left"] + 2 * (geo["cell"] + geo["pad"]) + 5, box["y"] + geo["top"] + 4 * (geo["cell"] + geo["pad"]) + 5)
+    page.mouse.click(box["x"] + geo["left"] + 2 * (geo["cell"] + geo["pad"]) + 5,
+                     box["y"] + geo["top"] + 4 * (geo["cell"] + geo["pad"]) + 5)
     page.wait_for_function("() => document.querySelector('.attnlens').dataset.view === 'head'")
     state = probe.state()
     assert (state["layer"], state["head"], state["heads"]) == ("4", "2", "2")
@@ -95,11 +96,13 @@ def test_model_view_opens_a_head(probe, pair_page):
 
 def _hover_cell(probe, kind, row, dim=0):
     page = probe.page
-    at = page.evaluate("([k, r, d]) => document.querySelector('.attnlens').attnlens.neuronCellCenter(k, r, d)", [kind, row, dim])
+    at = page.evaluate("([k, r, d]) => document.querySelector('.attnlens').attnlens.neuronCellCenter(k, r, d)",
+                       [kind, row, dim])
     box = page.locator(".al-neuron-canvas").bounding_box()
     page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
     page.wait_for_function(
-        "([k, r]) => { const t = document.querySelector('.al-tooltip'); return !t.hidden && t.dataset.kind === k && +t.dataset.row === r; }",
+        "([k, r]) => { const t = document.querySelector('.al-tooltip'); "
+        "return !t.hidden && t.dataset.kind === k && +t.dataset.row === r; }",
         arg=[kind, row])
     return float(page.eval_on_selector(".al-tooltip", "t => t.dataset.value"))
 
@@ -158,6 +161,118 @@ def test_injection_sentence_runs_nothing(probe, tmp_path):
     assert all(url.startswith("file:") for url in probe.requests)
 
 
+MARKUP = "img, svg, b, i, iframe, object, embed, script:not([type])"  # elements that page text could have made
+
+
+def _markup(page):
+    """Elements in the page that none of attnlens's own code makes (they could only come from text parsed as HTML)."""
+    return page.evaluate("s => [...document.querySelectorAll(s)].map(e => e.outerHTML)", MARKUP)
+
+
+def _tooltip(page):
+    return page.eval_on_selector(".al-tooltip", "t => ({text: t.textContent, children: t.childElementCount})")
+
+
+def test_html_tokens_sentences_and_model_name_stay_text_in_every_view(probe, tmp_path):
+    """A hand-built capture keeps each HTML token whole (real WordPiece would split it into harmless
+    characters): the head view's info line, the neuron view's pickers and hover tooltips and the
+    header show them as text, and nothing runs."""
+    cap = html_capture(layers=2, heads=3)
+    path = tmp_path / "html.html"
+    to_html(cap, path)
+    probe.open(path)
+    page = probe.page
+    assert HTML_MODEL in page.text_content(".al-model")
+    sentences = page.text_content(".al-sentences")
+    assert HTML_TEXT_A in sentences and HTML_TEXT_B in sentences
+    # head view: hovering each token names it in the info line
+    box = page.locator(".al-head-canvas").bounding_box()
+    lay = page.evaluate("() => document.querySelector('.attnlens').attnlens.layout")
+    for i, token in enumerate(HTML_TOKENS):
+        page.mouse.move(box["x"] + lay["xl"] - 10, box["y"] + lay["top"] + i * lay["row"] + lay["row"] / 2)
+        page.wait_for_function("i => document.querySelector('.attnlens').dataset.selected === 'query:' + i", arg=i)
+        assert f"#{i} \u201c{token}\u201d" in page.text_content(".al-info")
+        assert page.eval_on_selector(".al-info", "e => e.querySelectorAll('*').length") == 1  # one <span>, no markup
+    page.mouse.move(0, 0)
+    # neuron view: the query picker's options, the key rows' and the query's tooltips
+    page.click("button[data-view=neuron]")
+    probe.wait_drawn("neuron", 1)
+    options = page.eval_on_selector_all('select[aria-label="Query token"] option',
+                                        "os => os.map(o => [o.value, o.textContent])")
+    assert options == [[str(i), f"{i}: {t}"] for i, t in enumerate(HTML_TOKENS)]
+    assert page.eval_on_selector('select[aria-label="Query token"]', "s => s.querySelectorAll('option *').length") == 0
+    for i, token in enumerate(HTML_TOKENS):
+        for kind in ("k", "softmax"):
+            _hover_cell(probe, kind, i, 1)
+            tip = _tooltip(page)
+            assert f"#{i} \u201c{token}\u201d" in tip["text"] and tip["children"] == 0, (kind, i, tip)
+    page.select_option('select[aria-label="Query token"]', "1")
+    probe.wait_drawn("neuron", 2)
+    _hover_cell(probe, "q", 1, 0)
+    tip = _tooltip(page)
+    assert tip["text"].startswith(f"q #1 \u201c{HTML_TOKEN}\u201d dim 0 = ") and tip["children"] == 0
+    # model view tooltip
+    page.click("button[data-view=model]")
+    probe.wait_drawn("model", 1)
+    geo = page.evaluate("() => document.querySelector('.attnlens').attnlens.modelGeo")
+    box = page.locator(".al-model-canvas").bounding_box()
+    page.mouse.move(box["x"] + geo["left"] + geo["cell"] + geo["pad"] + 5, box["y"] + geo["top"] + 5)
+    page.wait_for_function(
+        "() => { const t = document.querySelector('.al-tooltip'); return !t.hidden && t.dataset.head === '1'; }")
+    page.wait_for_timeout(200)  # an injected handler would have fired by now
+    assert _markup(page) == []
+    assert probe.dialogs == [] and probe.errors == []
+    assert all(url.startswith("file:") for url in probe.requests)
+
+
+def test_tooltip_shows_text_not_html(probe, tmp_path):
+    """The tooltip itself (dom.js Tooltip.show), given HTML: it must show it as text."""
+    path = tmp_path / "tip.html"
+    to_html(synthetic_capture(["a", "b"]), path)
+    probe.open(path)
+    page = probe.page
+    shown = page.evaluate("""(html) => { const v = document.querySelector('.attnlens').attnlens;
+        v.tooltip.show({clientX: 10, clientY: 10}, html, {kind: "k"});
+        const t = document.querySelector('.al-tooltip');
+        return {text: t.textContent, children: t.childElementCount, hidden: t.hidden}; }""", HTML_TOKEN)
+    assert shown == {"text": HTML_TOKEN, "children": 0, "hidden": False}
+    page.wait_for_timeout(200)
+    assert probe.dialogs == [] and _markup(page) == []
+
+
+def test_atlas_report_and_its_view_pages_keep_html_as_text(probe, tmp_path):
+    """The atlas report (analysis/report.py) of a model whose name is HTML, on a corpus named with
+    HTML, with view pages of a hand-built example whose tokens and sentences are HTML."""
+    pytest.importorskip("matplotlib")
+    from attnlens import atlas
+
+    lm = tiny_model("bert")
+    lm.name = HTML_MODEL
+    result = atlas([("I went to the store.", "At the store, I bought fresh strawberries."), "The cat sat."], model=lm,
+                   progress=False)
+    result.corpus_name = "<svg onload=alert(7)>"
+    report = result.save(tmp_path / "atlas", example=html_capture(layers=3, heads=4), explain=False, causal=False)
+    page = probe.page
+    page.goto(report.resolve().as_uri())
+    page.wait_for_selector("h1")
+    assert page.text_content("h1") == f"Attention atlas of {HTML_MODEL}"
+    assert page.title() == f"attnlens atlas: {HTML_MODEL}"
+    assert "<svg onload=alert(7)>" in page.text_content("body")
+    injected = page.evaluate("""() => [...document.querySelectorAll("svg, script, iframe, img:not([src$='.png'])")]
+        .map(e => e.outerHTML)""")
+    assert injected == []
+    views = sorted((tmp_path / "atlas" / "views").glob("*.html"))
+    assert views
+    probe.open(views[0])
+    assert HTML_MODEL in page.text_content(".al-model") and HTML_TEXT_A in page.text_content(".al-sentences")
+    options = page.eval_on_selector_all('select[aria-label="Query token"] option', "os => os.map(o => o.textContent)")
+    assert options == [f"{i}: {t}" for i, t in enumerate(HTML_TOKENS)]
+    page.wait_for_timeout(200)
+    assert _markup(page) == []
+    assert probe.dialogs == [] and probe.errors == []
+    assert all(url.startswith("file:") for url in probe.requests)
+
+
 def test_theme_toggle_redraws(probe, pair_page):
     probe.open(pair_page)
     before = probe.canvas_hash(".al-head-canvas")
@@ -193,7 +308,8 @@ def test_widget_module_renders_from_binary_traits(probe, default_capture, tmp_pa
     page.evaluate("""async ([esm, state]) => {
         const mod = await import(URL.createObjectURL(new Blob([esm], {type: "text/javascript"})));
         const bytes = (b64) => { const s = atob(b64), u = new Uint8Array(s.length + 3);
-            for (let i = 0; i < s.length; i++) u[i + 3] = s.charCodeAt(i); return new DataView(u.buffer, 3, s.length); };
+            for (let i = 0; i < s.length; i++) u[i + 3] = s.charCodeAt(i);
+            return new DataView(u.buffer, 3, s.length); };
         const buffers = Object.fromEntries(Object.entries(state.buffers).map(([k, v]) => [k, bytes(v)]));
         const model = { get: (name) => name === "buffers" ? buffers : state[name], on() {}, off() {} };
         mod.default.render({ model, el: document.getElementById("host") });
@@ -235,7 +351,8 @@ def test_fetch_source_and_mask_token_hook(browser, default_capture):
     page.set_content("<div id=host></div>")
     page.evaluate("""async (esm) => {
         const mod = await import(URL.createObjectURL(new Blob([esm], {type: "text/javascript"})));
-        const actions = { maskToken: async (i) => ({ items: [{ label: "<img src=x onerror=alert(1)>", value: 0.75 }, { label: "b", value: 0.25 }] }) };
+        const actions = { maskToken: async (i) => ({ items: [{ label: "<img src=x onerror=alert(1)>", value: 0.75 },
+                                                             { label: "b", value: 0.25 }] }) };
         const source = await mod.sourceFromFetch("http://attnlens.test/cap", actions);
         mod.createView(document.getElementById("host"), source);
     }""", static_text("attnlens.js"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 
@@ -14,11 +15,12 @@ from attnlens.analysis.run import resolve_pairs
 from attnlens.patterns import PatternStats
 from attnlens.patterns.scores import LABEL_PATTERNS
 from conftest import PAIR, tiny_model
+from views_helpers import HTML_MODEL
 
 PAIRS = [
     PAIR,
-    ("The cat sat on the mat.", "It was a sunny day and the cat was happy."),
-    ("My brother plays the guitar.", "He practices every evening after dinner."),
+    ("Unbelievably, the cat sat on the mat.", "It was a sunny day and the cat was happy."),
+    ("Unbelievably, my brother plays the guitar.", "He practices every evening after dinner."),
     "A single sentence without a partner.",
     ("Strawberries grow in the garden behind the old house.", "The house was painted white last summer."),
 ]
@@ -100,6 +102,26 @@ def test_bad_input(tiny_bert, tmp_path):
         atlas(str(bin_file), model=tiny_bert, progress=False)
 
 
+def test_an_input_of_exactly_the_models_length_is_kept(tiny_bert):
+    """The length boundary: inputs of exactly the model's maximum are scored, one token more is skipped."""
+    from attnlens import capture
+
+    limit = tiny_bert.max_length
+    words = lambda n: " ".join(["word"] * n)  # noqa: E731  ("word" is one WordPiece)
+    exact, over = words(limit - 2), words(limit - 1)  # + [CLS] [SEP]
+    pair_exact, pair_over = (words(10), words(limit - 13)), (words(10), words(limit - 12))  # + [CLS] [SEP] [SEP]
+    tok = tiny_bert.tokenizer
+    lengths = [len(tok(*([x] if isinstance(x, str) else x))["input_ids"]) for x in (exact, over, pair_exact, pair_over)]
+    assert lengths == [limit, limit + 1, limit, limit + 1]
+    result = atlas([exact, over, pair_exact, pair_over], model=tiny_bert, progress=False)
+    assert result.inputs == 2
+    assert result.skipped == {f"longer than {limit} tokens": 2}
+    assert capture(exact, model=tiny_bert).num_tokens == limit
+    assert capture(*pair_exact, model=tiny_bert).num_tokens == limit
+    with pytest.raises(AttnlensError, match=f"input is {limit + 1} tokens"):
+        capture(*pair_over, model=tiny_bert)
+
+
 def test_corpus_files_of_pairs_and_documents(tiny_bert, tmp_path):
     path = tmp_path / "pairs.tsv"
     path.write_text("I went to the store.\tAt the store, I bought fresh strawberries.\nOne sentence.\n",
@@ -163,7 +185,7 @@ def test_save_writes_scores_plots_and_an_escaped_report(tiny_bert, tmp_path):
 
     assert f'content="{PAGE_CSP}"' in page and "<script" not in page
     for ref in re.findall(r"(?:src|href)='([^'#][^']*)'", page):
-        assert (out / ref).is_file(), ref
+        assert (out / ref.split("#")[0]).is_file(), ref  # a view link may carry #heads=
     # the checks are run by save() itself and shown in the report as they are written to JSON
     explanations = json.loads((out / "explanations.json").read_text())
     causal = json.loads((out / "causal.json").read_text())
@@ -173,6 +195,21 @@ def test_save_writes_scores_plots_and_an_escaped_report(tiny_bert, tmp_path):
     for ex in explanations:
         assert f"layer {ex['layer']} head {ex['head']}, pattern {ex['pattern']}" in page
     assert "causal checks on" in page and (out / "views").is_dir()  # the example input's views
+
+
+def test_report_shows_the_model_and_corpus_names_as_text(tiny_bert, tmp_path):
+    """A model name (a path, a hub name) and a corpus name are text, in the heading, the title and the paragraphs."""
+    result = atlas(PAIRS[:2], model=tiny_bert, progress=False)
+    result.model_name = HTML_MODEL
+    result.corpus_name = "<b>corpus</b>"
+    page = result.save(tmp_path, explain=False, causal=False, example=False).read_text()
+    assert HTML_MODEL not in page
+    assert "<img src=x" not in page
+    assert "<b>corpus" not in page
+    assert page.count("</title>") == 1
+    assert f"<h1>Attention atlas of {html.escape(HTML_MODEL)}</h1>" in page
+    assert f"<title>attnlens atlas: {html.escape(HTML_MODEL, quote=False)}</title>" in page
+    assert "&lt;b&gt;corpus&lt;/b&gt;" in page
 
 
 def test_report_cells_open_the_heads_in_the_views_when_they_exist(tiny_bert, tmp_path, monkeypatch):
@@ -189,7 +226,7 @@ def test_report_cells_open_the_heads_in_the_views_when_they_exist(tiny_bert, tmp
     view = (tmp_path / "views" / f"L{layer}-H{head}.html").read_text()
     assert view.lower().startswith("<!doctype html>")
     assert f'"layer":{layer},"head":{head}}}' in view  # opened on that head
-    assert f"href='views/L{layer}-H{head}.html'" in page
+    assert f"href='views/L{layer}-H{head}.html#heads={head}'" in page  # opens with only that head shown
 
 
 def test_batches_bounded_by_size_score_the_same(tiny_bert, monkeypatch):

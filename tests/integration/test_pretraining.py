@@ -245,8 +245,8 @@ def test_logged_head_scores_are_the_atlas_scores(trained_run):
 def test_resume_after_kill_continues_exactly(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", synth_documents(60))
     args = ["--corpus", str(corpus), "--size", "tiny", "--steps", "150", "--batch-size", "8", "--seq-len", "32",
-            "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--save-every", "4", "--eval-every", "1000", "--seed", "5", "--device", "cpu",
-            "--no-progress"]
+            "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--save-every", "4",
+            "--eval-every", "1000", "--seed", "5", "--device", "cpu", "--no-progress"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the subprocess (OMP_NUM_THREADS=1): float sums depend on the thread split
     try:
@@ -280,13 +280,22 @@ def _kill_and_resume(tmp_path, args):
     assert saved and saved[-1][0] < 150, "the run was not killed mid-way"
     for _, folder in saved:  # every checkpoint left behind is complete and loads
         BertForPreTraining.from_pretrained(str(folder))
+    stamps = {folder: (folder / "model.safetensors").stat().st_mtime_ns for _, folder in saved}
+    metrics = killed / "metrics.jsonl"
+    logged = [line for line in (metrics.read_text().splitlines() if metrics.exists() else [])
+              if json.loads(line)["step"] <= saved[-1][0]]
     cli("pretrain", "--out", str(killed), "--resume", "--no-progress")
+    # a resume continues after the newest checkpoint: it does not retrain (and rewrite) the steps before it
+    for folder, stamp in stamps.items():
+        assert (folder / "model.safetensors").stat().st_mtime_ns == stamp, f"{folder.name} was written again"
+    assert metrics.read_text().splitlines()[:len(logged)] == logged
 
 
 def test_two_process_ddp_equals_one_process(tmp_path):
     corpus = write_corpus(tmp_path / "corpus.txt", synth_documents(60))
     args = ["--corpus", str(corpus), "--size", "tiny", "--steps", "6", "--batch-size", "8", "--seq-len", "32",
-            "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--eval-every", "1000", "--seed", "2", "--device", "cpu", "--no-progress"]
+            "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--eval-every", "1000", "--seed", "2",
+            "--device", "cpu", "--no-progress"]
     cli("pretrain", "--out", str(tmp_path / "one"), *args)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "attnlens", "pretrain", "--out", str(tmp_path / "two"), *args],
@@ -421,7 +430,8 @@ def test_emergence_runs_the_atlas_on_every_checkpoint(trained_run, tmp_path):
     fitting = [p for p in pairs if len(lm.tokenizer(*p)["input_ids"]) <= lm.max_length]
     chosen = [fitting[i] for i in np.linspace(0, len(fitting) - 1, min(12, len(fitting))).astype(int)]
     direct = atlas(chosen, model=lm, progress=False)
-    assert result.best["previous_token"][-1] == pytest.approx(float(np.nanmax(direct.scores["previous_token"])), abs=1e-4)
+    assert result.best["previous_token"][-1] == pytest.approx(float(np.nanmax(direct.scores["previous_token"])),
+                                                              abs=1e-4)
     paths = write_emergence(result, tmp_path)
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
     page = paths["html"].read_text()

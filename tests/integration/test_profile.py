@@ -81,6 +81,30 @@ def test_summary_counts_only_atlas_previous_tokens():
     assert text.splitlines()[-1] == "layer 0: h0 previous 38% (focus 1.00)"
 
 
+def test_head_difference_of_hand_made_profiles():
+    """The server's compare of two different inputs, worked out by hand: one word attending evenly
+    to [CLS] hi [SEP] (no previous or next token: those count as 0) against every query on its
+    previous position."""
+    from attnlens.server.service import head_difference
+
+    one_word = Capture(tokens=["[CLS]", "hi", "[SEP]"], token_ids=np.array([101, 1, 102]),
+                       segment_ids=np.zeros(3, np.int64), word_ids=np.array([-1, 0, -1]),
+                       special_mask=np.array([True, False, True]), attentions=np.full((1, 1, 3, 3), 1 / 3, np.float32),
+                       queries=np.zeros((1, 1, 3, 4), np.float32), keys=np.zeros((1, 1, 3, 4), np.float32),
+                       text_a="hi", model_name="hand-made")
+    # features: self, previous, next, first special, other specials, same sentence
+    left = [1 / 3, 0, 0, 1 / 3, 1 / 3, 1 / 3]
+    # text queries 1 2 4 5 6 look at 0 1 3 4 5: previous for 2 5 6 (all that have one), next for none of 1 4 5,
+    # [CLS] for 1, [SEP] for 4, a text token of the own sentence for 2 5 6 (of 5 queries)
+    right = [0, 1, 0, 1 / 5, 1 / 5, 3 / 5]
+    expected = np.mean(np.abs(np.subtract(left, right)))
+    assert expected == pytest.approx(28 / 90)
+    for a, b in ((one_word, hand_made(shifted(-1))), (hand_made(shifted(-1)), one_word)):
+        diff = head_difference(a, b)
+        assert not diff["aligned"] and (diff["layers"], diff["heads"]) == (1, 1)
+        assert diff["map"][0][0] == pytest.approx(expected, abs=1e-5)
+
+
 def test_server_compare_uses_the_profile(default_capture):
     from attnlens.server.service import head_difference
 

@@ -74,7 +74,8 @@ def test_models_and_schema(client):
                  "/api/captures/{capture_id}/{kind}/{layer}"):
         assert path in schema["paths"]
     docs = client.get("/docs")
-    assert docs.status_code == 200 and "/static/docs/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    assert docs.status_code == 200 and "/static/docs/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()
     assert client.get("/static/docs/swagger-ui-bundle.js").status_code == 200
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text
@@ -96,7 +97,8 @@ def test_capture_view_data_equals_the_library_capture(client, tiny_bert):
     np.testing.assert_allclose(decoded["keys"], expected.keys, rtol=2e-3, atol=2e-3)
     np.testing.assert_allclose(decoded["attentions"], expected.attentions, atol=0.01)
     # the same input again is served from the store with the same id
-    assert client.post("/api/capture", json={"model": "tiny-bert", "text_a": PAIR[0], "text_b": PAIR[1]}).json()["id"] == body["id"]
+    again = client.post("/api/capture", json={"model": "tiny-bert", "text_a": PAIR[0], "text_b": PAIR[1]})
+    assert again.json()["id"] == body["id"]
 
 
 def test_default_model_capture_over_http(default_model, default_capture):
@@ -137,6 +139,49 @@ def test_bad_capture_requests_get_clear_4xx(client, payload, status, words):
     assert words in r.json()["detail"]
 
 
+def _words(n: int) -> str:
+    return " ".join(["word"] * n)  # "word" is one WordPiece
+
+
+def _token_request(endpoint: str, text_a: str, text_b: str | None) -> tuple[str, dict]:
+    """The same input sent to one of the endpoints that capture it (for compare: as the right-hand side)."""
+    if endpoint == "capture":
+        return "/api/capture", {"model": "tiny-bert", "text_a": text_a, "text_b": text_b}
+    if endpoint == "compare":
+        return "/api/compare", {"left": {"model": "tiny-bert", "text_a": "hi"},
+                                "right": {"model": "tiny-bert", "text_a": text_a, "text_b": text_b}}
+    return "/api/predict/fill-mask", {"model": "tiny-mlm", "text_a": "[MASK] " + text_a, "text_b": text_b}
+
+
+@pytest.mark.parametrize("endpoint", ["capture", "compare", "fill-mask"])
+def test_token_limit_counts_both_sentences(client, endpoint):
+    """max_tokens (40 here) bounds the whole encoded input, [CLS] A [SEP] B [SEP]: B counts as much as A,
+    and exactly 40 tokens is allowed."""
+    extra = 1 if endpoint == "fill-mask" else 0  # its "[MASK]" in front of A
+    cases = [("hi", _words(36 - extra), 200), ("hi", _words(37 - extra), 413),  # B makes it 40 / 41 tokens
+             (_words(38 - extra), None, 200), (_words(39 - extra), None, 413)]  # A alone: 40 / 41
+    for text_a, text_b, status in cases:
+        path, body = _token_request(endpoint, text_a, text_b)
+        r = client.post(path, json=body)
+        assert r.status_code == status, (text_a[:20], text_b and text_b[:20], r.text[:300])
+        if status == 413:
+            assert "41 tokens" in r.json()["detail"] and "at most 40" in r.json()["detail"]
+        else:
+            captured = {"compare": "right", "fill-mask": "masked"}.get(endpoint)
+            meta = r.json()[captured]["meta"] if captured else r.json()["meta"]
+            assert meta["num_tokens"] == 40
+
+
+def test_token_limit_is_the_models_own_maximum_too(tiny_bert):
+    """A server limit above the model's maximum (64 positions): the model's maximum applies, as a 413."""
+    with TestClient(create_app({"tiny": tiny_bert}, limits=Limits(max_chars=5000, max_tokens=1000))) as c:
+        assert c.get("/api/models").json()[0]["max_tokens"] == 64
+        ok = c.post("/api/capture", json={"text_a": "hi", "text_b": _words(60)})  # 64 tokens
+        assert ok.status_code == 200 and ok.json()["meta"]["num_tokens"] == 64
+        r = c.post("/api/capture", json={"text_a": "hi", "text_b": _words(61)})
+        assert r.status_code == 413 and "65 tokens" in r.json()["detail"] and "at most 64" in r.json()["detail"]
+
+
 @pytest.mark.parametrize("path,body", [
     ("/api/capture", b'{"text_a": "\\ud800 hi"}'),
     ("/api/capture", b'{"text_a": "ok", "text_b": "\\udfff"}'),
@@ -149,7 +194,8 @@ def test_lone_surrogates_are_422(client, path, body):
 
 
 def test_body_size_and_broken_json(client):
-    r = client.post("/api/capture", content=b'{"text_a": "' + b"a" * 5000 + b'"}', headers={"content-type": "application/json"})
+    r = client.post("/api/capture", content=b'{"text_a": "' + b"a" * 5000 + b'"}',
+                    headers={"content-type": "application/json"})
     assert r.status_code == 413 and "4096 bytes" in r.json()["detail"]
 
     def chunks():  # no Content-Length: counted as it streams
@@ -163,50 +209,72 @@ def test_body_size_and_broken_json(client):
 
 
 def test_inference_queue_refuses_when_full_and_times_out():
+    """No sleep-and-hope: the job signals when it runs and blocks until released, so the order of
+    events is fixed however loaded the machine (the 0.2 s limit only has to pass while it is blocked)."""
     import asyncio
 
     queue = InferenceQueue(workers=1, queue=0, timeout_s=0.2)
-    gate = threading.Event()
+    started, gate, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def blocked():
+        started.set()
+        try:
+            return gate.wait(60)
+        finally:
+            finished.set()
 
     async def scenario():
-        slow = asyncio.ensure_future(queue.run(gate.wait, 5))
-        await asyncio.sleep(0.05)
+        loop = asyncio.get_running_loop()
+        slow = asyncio.ensure_future(queue.run(blocked))
+        assert await loop.run_in_executor(None, started.wait, 60)  # the job holds the only slot
         with pytest.raises(LimitError) as busy:
             await queue.run(lambda: 1)
         assert busy.value.status == 429
         with pytest.raises(LimitError) as late:
-            await slow
-        assert late.value.status == 408
+            await asyncio.wait_for(slow, 10)  # the queue's own 0.2 s limit must end it, long before this bound
+        assert late.value.status == 408 and not finished.is_set()
         # the timed-out job still holds its slot until its thread ends: no unbounded pile-up
-        with pytest.raises(LimitError):
+        with pytest.raises(LimitError) as still:
             await queue.run(lambda: 1)
+        assert still.value.status == 429
         gate.set()
-        for _ in range(50):
-            if queue.in_flight == 0:
-                break
-            await asyncio.sleep(0.02)
+        assert await loop.run_in_executor(None, finished.wait, 60)
+        deadline = loop.time() + 30
+        while queue.in_flight and loop.time() < deadline:  # the slot comes back as the job's thread ends
+            await asyncio.sleep(0.01)
+        assert queue.in_flight == 0
         assert await queue.run(lambda: 7) == 7
 
-    in_thread(asyncio.run, scenario())  # not on the main thread: see server_helpers.in_thread
+    try:
+        in_thread(asyncio.run, scenario())  # not on the main thread: see server_helpers.in_thread
+    finally:
+        gate.set()
+        queue.close()
     assert queue.refused == 2 and queue.timed_out == 1
-    queue.close()
 
 
 def test_busy_server_answers_429_and_slow_requests_408(tiny_bert):
     app = create_app({"tiny": tiny_bert}, limits=Limits(workers=1, queue=0, request_timeout_s=0.3))
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
     service = app.state.service
     real = service.capture
-    service.capture = lambda *a: (gate.wait(5), real(*a))[1]
-    with TestClient(app) as c:
-        results = {}
-        t = threading.Thread(target=lambda: results.setdefault("first", c.post("/api/capture", json={"text_a": "one"})))
-        t.start()
-        import time
 
-        time.sleep(0.1)
-        second = c.post("/api/capture", json={"text_a": "two"})
-        t.join()
+    def blocked_capture(*args):
+        started.set()
+        gate.wait(60)
+        return real(*args)
+
+    service.capture = blocked_capture
+    results = {}
+    try:
+        with TestClient(app) as c:
+            first = threading.Thread(
+                target=lambda: results.setdefault("first", c.post("/api/capture", json={"text_a": "one"})))
+            first.start()
+            assert started.wait(60)  # the first request now holds the only inference slot
+            second = c.post("/api/capture", json={"text_a": "two"})
+            first.join(60)
+    finally:
         gate.set()
     assert second.status_code == 429 and "busy" in second.json()["detail"]
     assert second.headers["retry-after"] == "1"
@@ -241,7 +309,8 @@ def test_fill_mask_subword_and_explicit_mask(client):
     body = client.post("/api/predict/fill-mask", json={"model": "tiny-mlm", "text_a": "fresh strawberries",
                                                        "position": 3}).json()
     assert body["masked_token"] == "##berries" and body["masked"]["meta"]["tokens"][2:4] == ["straw", "[MASK]"]
-    body = client.post("/api/predict/fill-mask", json={"model": "tiny-mlm", "text_a": "the [MASK] went to [MASK]."}).json()
+    body = client.post("/api/predict/fill-mask",
+                       json={"model": "tiny-mlm", "text_a": "the [MASK] went to [MASK]."}).json()
     assert [p["position"] for p in body["predictions"]] == [2, 5]
 
 
@@ -279,11 +348,31 @@ def test_compare_same_input_two_models(client, tiny_bert, tiny_mlm):
 
 
 def test_compare_two_inputs_uses_head_profiles(client):
-    body = client.post("/api/compare", json={"left": {"model": "tiny-bert", "text_a": PAIR[0]},
-                                             "right": {"model": "tiny-bert", "text_a": PAIR[0], "text_b": PAIR[1]}}).json()
+    body = client.post("/api/compare", json={
+        "left": {"model": "tiny-bert", "text_a": PAIR[0]},
+        "right": {"model": "tiny-bert", "text_a": PAIR[0], "text_b": PAIR[1]}}).json()
     assert not body["aligned"] and "profiles" in body["measure"]
     values = np.array(body["map"])
     assert values.shape == (3, 4) and (values >= 0).all() and (values <= 1).all() and values.max() > 0
+
+
+def test_compare_counts_an_undefined_feature_as_no_attention(client, tiny_bert):
+    """A one-word input has no previous / next token: on either side, those features count as 0
+    (no attention on them), so the map stays finite and equals the profiles' difference."""
+    from attnlens.patterns.profile import FEATURES, head_profile
+
+    one, other = capture("hi", model=tiny_bert), capture(PAIR[0], model=tiny_bert)
+    undefined = np.isnan(head_profile(one)[0, 0])
+    assert [f for f, u in zip(FEATURES, undefined) if u] == ["previous", "next"]
+    expected = np.abs(np.nan_to_num(head_profile(one)) - head_profile(other)).mean(-1)  # [L, H]
+    assert expected.min() > 0.01
+    for left, right in (("hi", PAIR[0]), (PAIR[0], "hi")):
+        r = client.post("/api/compare", json={"left": {"model": "tiny-bert", "text_a": left},
+                                              "right": {"model": "tiny-bert", "text_a": right}})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert not body["aligned"] and np.isfinite(body["map"]).all()
+        np.testing.assert_allclose(body["map"], expected, atol=1e-5)
 
 
 def test_head_difference_profiles_of_hand_made_attention(default_capture):

@@ -60,19 +60,38 @@ def test_32_concurrent_clients_without_errors(live_server):
 
 
 def test_overload_is_refused_with_429_not_piled_up():
-    """With a queue smaller than the clients, the surplus is refused at once (429), never queued without bound."""
+    """Room for 3 jobs (1 worker + 2 waiting) and 24 clients at once: exactly 3 are admitted and the
+    other 21 refused at once (429), never queued. The admitted jobs are held until every refusal has
+    happened, so the split does not depend on how fast the machine runs them."""
     import asyncio
 
     import httpx
 
+    clients = 24
     app = create_app({"tiny-bert": tiny_model("bert")}, limits=Limits(workers=1, queue=2))
+    queue, service = app.state.queue, app.state.service
+    gate = threading.Event()
+    real = service.capture
+    service.capture = lambda *a: (gate.wait(60), real(*a))[1]
+
+    async def release_once_refused():
+        deadline = time.monotonic() + 20
+        while queue.refused < clients - queue.capacity and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        gate.set()
 
     async def burst():
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return await asyncio.gather(*(http.post("/api/capture", json={"text_a": f"sentence number {i} " * 8})
-                                          for i in range(24)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            posts = [http.post("/api/capture", json={"text_a": f"sentence number {i} " * 8}) for i in range(clients)]
+            *responses, _ = await asyncio.gather(*posts, release_once_refused())
+            return responses
 
-    statuses = [r.status_code for r in in_thread(asyncio.run, burst())]
-    assert set(statuses) <= {200, 429}
-    assert statuses.count(429) >= 1 and statuses.count(200) >= 3
+    try:
+        statuses = [r.status_code for r in in_thread(asyncio.run, burst())]
+    finally:
+        gate.set()
+        queue.close()
+    assert queue.capacity == 3
+    assert statuses.count(200) == 3 and statuses.count(429) == clients - 3, statuses
+    assert queue.refused == clients - 3 and queue.timed_out == 0 and queue.in_flight == 0

@@ -14,7 +14,7 @@ from attnlens.views.html import script_json, static_text, to_html
 from attnlens.views.payload import build_payload
 from attnlens.views.text import head_view_text, model_view_text, neuron_view_text
 from conftest import PAIR, tiny_model
-from views_helpers import synthetic_capture
+from views_helpers import HTML_MODEL, HTML_TEXT_A, HTML_TEXT_B, HTML_TOKENS, html_capture, synthetic_capture
 
 INJECTION = "</script><img src=x onerror=alert(1)>"
 
@@ -43,7 +43,8 @@ def test_page_is_self_contained(default_capture, tmp_path):
 
 def test_injection_text_is_escaped(tmp_path):
     tokens = ["[CLS]", INJECTION, 'quote"s', "a&b", "<b>", "\u2028", "[SEP]"]
-    cap = synthetic_capture(tokens, text_a=INJECTION + ' & "x" \u2028', text_b="<!-- b -->", segment_ids=[0, 0, 0, 0, 1, 1, 1])
+    cap = synthetic_capture(tokens, text_a=INJECTION + ' & "x" \u2028', text_b="<!-- b -->",
+                            segment_ids=[0, 0, 0, 0, 1, 1, 1])
     page = to_html(cap)
     assert INJECTION not in page
     assert "<img" not in page and "<!-- b" not in page
@@ -53,6 +54,17 @@ def test_injection_text_is_escaped(tmp_path):
     assert meta["tokens"] == tokens and meta["text_a"] == cap.text_a and meta["text_b"] == "<!-- b -->"
     title = re.search(r"<title>(.*?)</title>", page, re.S).group(1)
     assert "<" not in title and "&lt;/script&gt;" in title
+
+
+def test_html_in_tokens_sentences_and_model_name_is_never_markup():
+    cap = html_capture()
+    page = to_html(cap)
+    for text in (*HTML_TOKENS[1:5], HTML_MODEL, HTML_TEXT_A, HTML_TEXT_B, "<img", "<svg", "<b>", "<i>", "<!--"):
+        assert text not in page, text
+    assert page.count("</title>") == 1
+    meta = json.loads(next(body for attrs, body in _script_blocks(page) if 'data-attnlens="meta"' in attrs))
+    assert (meta["tokens"], meta["model_name"]) == (HTML_TOKENS, HTML_MODEL)
+    assert (meta["text_a"], meta["text_b"]) == (HTML_TEXT_A, HTML_TEXT_B)
 
 
 def test_script_json_escapes():

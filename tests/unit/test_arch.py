@@ -54,9 +54,11 @@ def test_a_registered_family_captures_the_models_own_attention(table):
 
 def test_register_arch_refuses_what_it_cannot_use(table):
     with pytest.raises(AttnlensError, match="already handled by family 'bert'"):
-        register_arch(ArchSpec("mine", ("bert",), query="q", key="k", position_embeddings=None, segment_embeddings=None))
+        register_arch(ArchSpec("mine", ("bert",), query="q", key="k", position_embeddings=None,
+                               segment_embeddings=None))
     with pytest.raises(AttnlensError, match="not a regular expression"):
-        register_arch(ArchSpec("mine", ("mine",), query="(", key="k", position_embeddings=None, segment_embeddings=None))
+        register_arch(ArchSpec("mine", ("mine",), query="(", key="k", position_embeddings=None,
+                               segment_embeddings=None))
     with pytest.raises(AttnlensError, match="names no model_type"):
         register_arch(ArchSpec("mine", (), query="q", key="k", position_embeddings=None, segment_embeddings=None))
 

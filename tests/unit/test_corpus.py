@@ -323,7 +323,8 @@ DEBIAN_PAGE = """<html><body>
 <div class="section"><div class="titlepage"><h2 class="title">3.1. Overview</h2></div>
 <p>The computer boots in stages. Each stage hands over control.</p>
 <table border="0" summary="Tip"><tr><td><p>A tip in an admonition table is kept.</p></td></tr></table>
-<table class="table" summary="List of boot loaders" border="1"><tr><td>GRUB is a boot loader in a data table.</td></tr></table>
+<table class="table" summary="List of boot loaders"
+border="1"><tr><td>GRUB is a boot loader in a data table.</td></tr></table>
 <pre class="screen">$ sudo update-grub. Output is dropped.</pre>
 <div class="section"><div class="titlepage"><h3 class="title">3.1.1. Stage 1</h3></div>
 <p>The firmware runs first of all. It loads the boot loader.</p></div></div></div>

@@ -14,7 +14,6 @@ import numpy as np
 
 from ..capturing import resolve_model
 from ..errors import AttnlensError
-from ..patterns.scores import LABEL_PATTERNS
 from .interventions import INTERVENTIONS, get_intervention
 from .run import Atlas, atlas, resolve_pairs
 
@@ -34,11 +33,11 @@ class CausalReport:
         return self.changed[intervention].scores[pattern] - self.baseline.scores[pattern]
 
     def heads(self) -> list[tuple[int, int, str]]:
-        """(layer, head, pattern) checked: every dominant pattern of a labelled head, and the top head of each pattern."""
+        """(layer, head, pattern) checked: each dominant pattern of a labelled head, and each pattern's top head."""
         rows = []
         for (layer, head), label in sorted(self.baseline.labels.items()):
             rows += [(layer, head, name) for name, _ in label.patterns]
-        for name in LABEL_PATTERNS:
+        for name in self.baseline.label_patterns:
             layer, head, _ = self.baseline.top(name, 1)[0]
             if (layer, head, name) not in rows:
                 rows.append((layer, head, name))
@@ -69,13 +68,15 @@ class CausalReport:
 
 
 def causal_checks(corpus=None, *, model=None, limit: int | None = CAUSAL_LIMIT, interventions=tuple(INTERVENTIONS),
-                  level: str = "token", batch_size: int = 32, progress: bool = False, seed: int = 0) -> CausalReport:
-    """Score `corpus` (first `limit` inputs) as is and under each intervention."""
+                  level: str = "token", batch_size: int = 32, progress: bool = False, seed: int = 0,
+                  definitions: str = "attnlens", parser=None) -> CausalReport:
+    """Score `corpus` (first `limit` inputs) as is and under each intervention (parser: as attnlens.atlas's)."""
     lm = resolve_model(model)
     pairs, _name = resolve_pairs(corpus, limit)
     for name in interventions:
         get_intervention(name)
-    kwargs = dict(model=lm, level=level, batch_size=batch_size, progress=progress, seed=seed)
+    kwargs = dict(model=lm, level=level, batch_size=batch_size, progress=progress, seed=seed, definitions=definitions,
+                  parser=parser)
     baseline = atlas(pairs, **kwargs)
     changed, unavailable = {}, {}
     for name in interventions:

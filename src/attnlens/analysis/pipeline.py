@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from ..capturing import Capture, capture
 from ..errors import AttnlensError
 from ..patterns.explain import Explanation
-from ..patterns.scores import LABEL_PATTERNS
 from .causal import CausalReport, causal_checks
 from .explain import EXPLAIN_LIMIT, captures_of, explain
 from .run import CHECK_LIMIT, Atlas, Pair
@@ -97,11 +96,11 @@ def run_checks(at: Atlas, *, explain: bool = True, causal: bool = True,
     heads = None
     if explain:
         captures = captures_of(pairs, source.model, EXPLAIN_LIMIT)  # captured once, explained per head
-        heads = [_explain_top(at, captures, name) for name in LABEL_PATTERNS]
+        heads = [_explain_top(at, captures, name) for name in at.label_patterns]
     report = None
     if causal:
         report = causal_checks(pairs, model=source.model, level=at.level, batch_size=source.batch_size,
-                               limit=None, seed=source.seed)
+                               limit=None, seed=source.seed, definitions=at.definitions, parser=source.parser)
     return AtlasChecks(heads, report, len(pairs))
 
 

@@ -9,13 +9,15 @@ squares and counts, which add up to exactly the single-machine statistics.
 
 from __future__ import annotations
 
+from ..capturing import resolve_model
 from ..errors import AttnlensError
 from ..patterns.stats import PatternStats
+from .run import _progress_bar, score_pairs
 
 
 def _ray():
     try:
-        import ray  # noqa: PLC0415
+        import ray  # noqa: PLC0415  (ray is an optional extra)
     except ImportError:
         raise AttnlensError("--ray needs Ray: pip install 'attnlens[ray]'") from None
     if not ray.is_initialized():
@@ -24,17 +26,15 @@ def _ray():
     return ray
 
 
-def _score_shard(model, pairs, level, batch_size, intervention, seed) -> PatternStats:
-    from ..capturing import resolve_model  # noqa: PLC0415
-    from .run import score_pairs  # noqa: PLC0415
-
+def _score_shard(model, pairs, level, batch_size, intervention, seed, definitions=None, parser=None) -> PatternStats:
     return score_pairs(resolve_model(model), pairs, level=level, batch_size=batch_size,
-                       intervention=intervention, seed=seed)
+                       intervention=intervention, seed=seed, definitions=definitions, parser=parser)
 
 
 def score_pairs_ray(model, pairs, *, level="token", batch_size=32, shards=None, intervention=None, seed=0,
-                    progress=True) -> PatternStats:
-    """Statistics of `pairs` computed by Ray tasks, one per shard, merged in shard order."""
+                    progress=True, definitions=None, parser=None) -> PatternStats:
+    """Statistics of `pairs` computed by Ray tasks, one per shard, merged in shard order (parser: each task
+    loads it, see score_pairs)."""
     ray = _ray()
     if shards is None:
         shards = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -42,10 +42,8 @@ def score_pairs_ray(model, pairs, *, level="token", batch_size=32, shards=None, 
     size = -(-len(pairs) // shards)
     task = ray.remote(_score_shard)
     model_ref = model if model is None or isinstance(model, str) else ray.put(model)
-    refs = [task.remote(model_ref, pairs[i:i + size], level, batch_size, intervention, seed)
+    refs = [task.remote(model_ref, pairs[i:i + size], level, batch_size, intervention, seed, definitions, parser)
             for i in range(0, len(pairs), size)]
-    from .run import _progress_bar  # noqa: PLC0415
-
     done: dict = {}
     pending = list(refs)
     with _progress_bar(len(pairs), progress) as bar:

@@ -18,18 +18,19 @@ import numpy as np
 
 from ..errors import AttnlensError
 from ..io import atomic_open, atomic_write_text, html_page
-from ..patterns.scores import PATTERNS
 from ..views.html import to_html
 
 LABEL_COLORS = {
-    "next_token": "#1f77b4", "previous_token": "#ff7f0e", "same_token": "#2ca02c",
+    "next_token": "#1f77b4", "previous_token": "#ff7f0e", "self": "#17becf", "same_token": "#2ca02c",
     "same_token_other_sentence": "#d62728", "same_word_pieces": "#9467bd", "cls": "#8c564b",
-    "sep": "#e377c2", "bag_of_words": "#bcbd22", "broad": "#c7c7c7", "mixed": "#f7f7f7",
+    "sep": "#e377c2", "punctuation": "#ff9896", "same_lemma": "#98df8a", "bag_of_words": "#bcbd22",
+    "broad": "#c7c7c7", "mixed": "#f7f7f7",
 }
 SHORT = {
-    "next_token": "next", "previous_token": "prev", "same_token": "same", "same_token_other_sentence": "other",
-    "same_word_pieces": "pieces", "cls": "CLS", "sep": "SEP", "bag_of_words": "bow", "broad": "broad",
-    "mixed": "mixed", "entropy": "ent",
+    "next_token": "next", "previous_token": "prev", "self": "self", "same_token": "same",
+    "same_token_other_sentence": "other", "same_word_pieces": "pieces", "cls": "CLS", "sep": "SEP",
+    "punctuation": "punct", "same_lemma": "lemma", "bag_of_words": "bow", "broad": "broad", "mixed": "mixed",
+    "entropy": "ent",
 }
 
 
@@ -58,11 +59,11 @@ def write_scores(at, out: Path) -> list[Path]:
 def write_plots(at, out: Path) -> list[Path]:
     """heatmap_<pattern>.png/.svg per pattern and labels.png/.svg; [] when matplotlib is missing."""
     try:
-        import matplotlib  # noqa: PLC0415
+        import matplotlib  # noqa: PLC0415  (matplotlib is an optional extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-        from matplotlib.patches import Patch  # noqa: PLC0415
+        import matplotlib.pyplot as plt  # noqa: PLC0415  (after matplotlib.use; an optional extra)
+        from matplotlib.patches import Patch  # noqa: PLC0415  (matplotlib is an optional extra)
     except ImportError:
         return []
     written = []
@@ -93,7 +94,7 @@ def write_plots(at, out: Path) -> list[Path]:
 
 def _finish_grid(fig, ax, at, title: str, stem) -> list:
     """Axis labels and title of a layers x heads figure; saves it as PNG and SVG, closes it."""
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415  (matplotlib is an optional extra)
 
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
@@ -148,13 +149,21 @@ def render_html(at, *, views: dict | None = None, images: bool = False, explanat
     labels = at.labels
     views = views or {}
 
+    def view_href(layer, head):  # that head's view page, opened with only that head shown (the page reads #heads=)
+        return e(f"{views[(layer, head)]}#heads={head}", quote=True)
+
     def link(layer, head):
-        return e(views.get((layer, head), f"#head-{layer}-{head}"), quote=True)
+        return view_href(layer, head) if (layer, head) in views else f"#head-{layer}-{head}"
 
     parts = [f"<h1>Attention atlas of {e(at.model_name)}</h1>",
              f"<p>{at.inputs} inputs from {e(at.corpus_name or 'a corpus')}, {e(at.level)} level."]
     if at.skipped:
         parts.append(" Skipped: " + e(", ".join(f"{n} {r}" for r, n in sorted(at.skipped.items()))) + ".")
+    if "parser" in at.meta:
+        p = at.meta["parser"]
+        parts.append(f" Related tokens: lemmas from the parser {e(str(p.get('name')))} {e(str(p.get('version')))} "
+                     f"(spaCy {e(str(p.get('spacy')))}; <a href='#pattern-same_lemma'>same_lemma</a>); coreference: "
+                     f"{e(str(at.meta.get('coreference')))}.")
     parts.append("</p><p class='def'>Label rule: a head is labelled with every pattern whose chance-corrected "
                  f"score (score - chance) / (1 - chance) is at least {at.threshold:g}; otherwise <i>broad</i> "
                  f"if its normalized entropy is at least {at.broad_entropy:g}, "
@@ -178,7 +187,7 @@ def render_html(at, *, views: dict | None = None, images: bool = False, explanat
     for name in at.pattern_names:
         values = at.scores[name]
         parts.append(f"<h3 id='pattern-{e(name)}'>{e(name)}</h3>"
-                     f"<p class='def'>{e(PATTERNS[name].definition)} Defined for {at.counts[name]} queries; "
+                     f"<p class='def'>{e(at.definition(name))} Defined for {at.counts[name]} queries; "
                      f"uniform attention would score {at.chance[name]:.3f}.</p>")
         parts.append("<table><tr><th>layer \\ head</th>"
                      + "".join(f"<th>{h}</th>" for h in range(at.num_heads)) + "</tr>")
@@ -200,7 +209,7 @@ def render_html(at, *, views: dict | None = None, images: bool = False, explanat
         rows = "".join(f"<tr><td>{e(n)}</td><td>{at.scores[n][layer, head]:.3f}</td>"
                        f"<td>{at.spread[n][layer, head]:.3f}</td>"
                        f"<td>{at.chance[n]:.3f}</td></tr>" for n in at.pattern_names)
-        view_link = (f" <a href='{e(views[(layer, head)], quote=True)}'>open in the view</a>"
+        view_link = (f" <a href='{view_href(layer, head)}'>open in the view</a>"
                      if (layer, head) in views else "")
         parts.append(f"<div class='head' id='head-{layer}-{head}'><b>layer {layer} head {head}</b>: "
                      f"{e(str(label))}{view_link}"

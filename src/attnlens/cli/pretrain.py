@@ -6,6 +6,9 @@ from typing import Optional
 
 import typer
 
+from ..pretraining.emergence import emergence, write_emergence
+from ..pretraining.predict import fill_mask, next_sentence_probability
+from ..pretraining.run import run_pretraining
 from .app import app, user_errors
 
 predict_app = typer.Typer(no_args_is_help=True, help="Predict with a pretrained model's own heads (MLM, NSP).")
@@ -38,8 +41,6 @@ def pretrain_cmd(
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ):
     """Pretrain a BERT (masked LM + next sentence prediction) from scratch on a corpus of documents."""
-    from ..pretraining.run import run_pretraining  # noqa: PLC0415
-
     settings = {k: v for k, v in dict(size=size, steps=steps, seed=seed, batch_size=batch_size, seq_len=seq_len,
                                       lr=lr, vocab_size=vocab_size, eval_every=eval_every,
                                       save_every=save_every).items() if v is not None}
@@ -56,8 +57,6 @@ def fill_mask_cmd(
     top_k: int = typer.Option(5, "--top-k", "-k", help="Candidates per mask."),
 ):
     """Top-k predictions for every [MASK] in the text."""
-    from ..pretraining.predict import fill_mask  # noqa: PLC0415
-
     for n, pred in enumerate(fill_mask(text, model=model, top_k=top_k), start=1):
         cands = ", ".join(f"{tok} {p:.3f}" for tok, p in zip(pred.tokens, pred.probabilities, strict=True))
         typer.echo(f"[MASK] {n} (token {pred.position}): {cands}")
@@ -71,8 +70,6 @@ def nsp_cmd(
     model: Optional[str] = RunModelOpt,
 ):
     """Probability that sentence B follows sentence A (IsNext)."""
-    from ..pretraining.predict import next_sentence_probability  # noqa: PLC0415
-
     p = next_sentence_probability(sentence_a, sentence_b, model=model)
     typer.echo(f"IsNext {p:.3f}  NotNext {1 - p:.3f}")
 
@@ -82,11 +79,10 @@ def nsp_cmd(
 def emergence_cmd(
     run_dir: str = typer.Argument(..., help="A run folder written by `attnlens pretrain`."),
     limit: int = typer.Option(300, "--limit", help="Held-out sentence pairs scored per checkpoint."),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Folder for emergence.png/.html/.json (default RUN_DIR)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o",
+                                      help="Folder for emergence.png/.html/.json (default RUN_DIR)."),
 ):
     """Run the atlas on every checkpoint of a run: each pattern's best head against the training step."""
-    from ..pretraining.emergence import emergence, write_emergence  # noqa: PLC0415
-
     result = emergence(run_dir, limit=limit)
     typer.echo(result.summary())
     for path in write_emergence(result, out or run_dir).values():

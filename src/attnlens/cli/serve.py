@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import os
+import socket
+import sys
+import webbrowser
 from typing import List, Optional
 
 import typer
 
+from ..errors import AttnlensError
 from .app import app, user_errors
 
 LOOPBACK_NAMES = ("localhost",)
@@ -22,18 +28,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (port 0: any free one), so the app knows its port before it starts."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AttnlensError(f"cannot listen on {host} port {port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 @app.command("serve")
 @user_errors
 def serve_cmd(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m",
-                                              help="Model folder, pretraining run folder or hub name to serve; repeat for several "
-                                                   "(default: all-MiniLM-L6-v2)."),
+                                              help="Model folder, pretraining run folder or hub name to serve; "
+                                                   "repeat for several (default: all-MiniLM-L6-v2)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (0 = any free port)."),
-    results: Optional[str] = typer.Option(None, "--results", help="Folder of atlas reports and pretraining runs to browse."),
+    results: Optional[str] = typer.Option(None, "--results",
+                                          help="Folder of atlas reports and pretraining runs to browse."),
     open_page: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
-    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a --host other than loopback (anyone who can "
-                                                                    "reach it can use the models)."),
+    allow_remote: bool = typer.Option(False, "--allow-remote",
+                                      help="Allow a --host other than loopback (anyone who can reach it can use "
+                                           "the models)."),
+    allow_host: Optional[List[str]] = typer.Option(None, "--allow-host",
+                                                   help="Also answer requests for this host name (NAME, at the "
+                                                        "server's port, or NAME:PORT), e.g. the machine's name with "
+                                                        "--allow-remote or a proxy's; repeat for several. Any other "
+                                                        "Host header gets 400."),
     max_tokens: int = typer.Option(256, "--max-tokens", help="Longest input (tokens) the server accepts."),
     max_chars: int = typer.Option(2000, "--max-chars", help="Longest sentence (characters) the server accepts."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds one request may wait for and run inference."),
@@ -41,10 +67,14 @@ def serve_cmd(
     queue: int = typer.Option(8, "--queue", help="Requests that may wait for an inference thread; more get 429."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads for the whole process "
                                                                     "(default: CPUs / workers, at least 1)."),
+    search_corpus: str = typer.Option("default", "--search-corpus",
+                                      help="What \"Find similar contexts\" searches: a shipped dataset name or "
+                                           "a documents (.txt/.txt.gz, folder) or pairs (.tsv) file."),
+    search_limit: int = typer.Option(200, "--search-limit",
+                                     help="Sentences of --search-corpus indexed (a fixed sample; 0 = all). The "
+                                          "first search per model and layer indexes them."),
 ):
     """Serve the web app: type sentences and explore every view, compare models, browse results."""
-    from ..errors import AttnlensError  # noqa: PLC0415
-
     if not is_loopback(host):
         if not allow_remote:
             raise AttnlensError(f"--host {host} is not a loopback address; pass --allow-remote to serve other machines")
@@ -58,47 +88,55 @@ def serve_cmd(
     if queue < 0 or timeout <= 0:
         raise AttnlensError("--queue must be >= 0 and --timeout > 0")
     try:
-        import uvicorn  # noqa: PLC0415
+        import uvicorn  # noqa: PLC0415  (uvicorn is the optional `server` extra)
 
-        from ..server import Limits, create_app  # noqa: PLC0415
+        from ..server import Limits, create_app  # noqa: PLC0415  (FastAPI is the optional `server` extra)
+        from ..server.security import served_hosts  # noqa: PLC0415  (importing the server package needs FastAPI)
     except ImportError:
         raise AttnlensError("the web app needs FastAPI and uvicorn: pip install 'attnlens[server]'") from None
-    import os  # noqa: PLC0415
-
-    import torch  # noqa: PLC0415
+    import torch  # noqa: PLC0415  (only `serve` uses torch: to set its threads; the CLI modules stay torch-free)
 
     if threads is not None and threads < 1:
         raise AttnlensError("--threads must be at least 1")
+    if search_limit < 0:
+        raise AttnlensError(f"--search-limit must be 0 (all) or more, got {search_limit}")
     torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // workers))  # workers x threads <= CPUs
     limits = Limits(max_tokens=max_tokens, max_chars=max_chars, request_timeout_s=timeout, workers=workers, queue=queue)
-    web = create_app(list(model or []), results_dir=results, limits=limits)
-    config = uvicorn.Config(web, host=host, port=port, log_level="warning", timeout_graceful_shutdown=2,
-                            timeout_keep_alive=30)  # longer than a queued request waits, so clients reuse connections safely
+    try:
+        served_hosts(host, port, allow_host or [])  # a bad --allow-host fails before any model loads
+    except ValueError as exc:
+        raise AttnlensError(str(exc)) from None
+    sock = bind_socket(host, port)
+    bound = sock.getsockname()[1]  # the real port (port 0 picks one): the Host names it answers include it
+    try:
+        web = create_app(list(model or []), results_dir=results, limits=limits,
+                         allowed_hosts=served_hosts(host, bound, allow_host or []), search_corpus=search_corpus,
+                         search_limit=search_limit or None)
+    except BaseException:
+        sock.close()
+        raise
+    if not is_loopback(host) and not allow_host:
+        typer.echo(f"note: only {', '.join(web.state.allowed_hosts.names())} are answered; pass --allow-host "
+                   "NAME for each name or address other machines use to reach this one", err=True)
+    # timeout_keep_alive: longer than a queued request waits, so clients reuse connections safely
+    config = uvicorn.Config(web, host=host, port=bound, log_level="warning", timeout_graceful_shutdown=2,
+                            timeout_keep_alive=30)
     server = uvicorn.Server(config)
     shown_host = f"[{host}]" if ":" in host else host
 
-    async def _started():  # print the real address once the socket is bound (port 0 picks one)
-        import asyncio  # noqa: PLC0415
-
+    async def _started():  # print the address once the server accepts connections
         while not server.started:
             await asyncio.sleep(0.05)
-        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
         url = f"http://{shown_host}:{bound}/"
         typer.echo(f"attnlens serving {', '.join(web.state.service.models)} on {url} (Ctrl-C to stop)", err=False)
-        import sys  # noqa: PLC0415
-
         sys.stdout.flush()
         if open_page:
-            import webbrowser  # noqa: PLC0415
-
             webbrowser.open(url)
-
-    import asyncio  # noqa: PLC0415
 
     async def _run():
         watcher = asyncio.create_task(_started())
         try:
-            await server.serve()
+            await server.serve(sockets=[sock])
         finally:
             watcher.cancel()
 

@@ -3,8 +3,9 @@
 from .explain import Explanation, explain_captures
 from .labels import HeadLabel, label_heads
 from .layout import Layout, layout_of, word_level
-from .scores import LABEL_PATTERNS, PATTERN_NAMES, PATTERNS, get_pattern, pattern_targets
+from .scores import DEFINITIONS, LABEL_PATTERNS, PATTERN_NAMES, PATTERNS, get_definitions, get_pattern, pattern_targets
 from .stats import PatternStats
 
 __all__ = ["Explanation", "explain_captures", "HeadLabel", "label_heads", "Layout", "layout_of", "word_level",
-           "LABEL_PATTERNS", "PATTERN_NAMES", "PATTERNS", "get_pattern", "pattern_targets", "PatternStats"]
+           "DEFINITIONS", "LABEL_PATTERNS", "PATTERN_NAMES", "PATTERNS", "get_definitions", "get_pattern",
+           "pattern_targets", "PatternStats"]

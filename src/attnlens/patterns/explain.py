@@ -113,7 +113,8 @@ def explain_captures(captures, layer: int, head: int, pattern: str) -> Explanati
     get_pattern(pattern)
     rows = np.concatenate([query_contributions(c, layer, head, pattern) for c in captures])  # [Q, D]
     if rows.shape[0] == 0:
-        raise AttnlensError(f"pattern {pattern!r} is not defined on these inputs (no query has targets); try longer inputs")
+        raise AttnlensError(f"pattern {pattern!r} is not defined on these inputs (no query has targets); "
+                            "try longer inputs")
     contributions = rows.mean(axis=0)  # [D]
     gap = float(contributions.sum())
     k80 = _dims_for(contributions)

@@ -1,14 +1,17 @@
 """The label rule: which pattern(s) dominate a head, or "broad" / "mixed".
 
 Rule (per head, on the corpus mean scores):
-1. a pattern of LABEL_PATTERNS dominates when its chance-corrected score
+1. a scored pattern (any but scores.UNLABELLED: entropy) dominates when its chance-corrected score
    lift = (score - chance) / (1 - chance) is >= `threshold` (default 0.5), where chance is what
    uniform attention scores on the same corpus: the head covers at least half the way from
    chance to perfect. For mass patterns chance is small (~1/length), so this is about "at
    least half of the attention on the targets"; for bag_of_words it keeps an evenly spread
    head over the whole pair (which already overlaps ~0.5 with its own sentence) from counting.
    The label is the dominant patterns' names joined by "+", highest lift first;
-2. otherwise the head is "broad" when its normalized entropy is >= `broad_entropy` (default 0.75),
+2. otherwise the head is "broad" when its entropy is >= `broad_entropy` (default 0.75) times the
+   entropy's chance level (uniform attention's entropy). For attnlens's normalized entropy that
+   level is 1, so this is "normalized entropy >= 0.75"; for Clark's entropy in nats it is the
+   mean log(length);
 3. otherwise "mixed".
 Without chance levels (chance=None) the raw score is compared with the threshold.
 """
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .scores import LABEL_PATTERNS
+from .scores import UNLABELLED
 
 THRESHOLD = 0.5
 BROAD_ENTROPY = 0.75
@@ -57,8 +60,11 @@ def label_heads(scores: dict[str, np.ndarray], *, chance: dict[str, float] | Non
                 broad_entropy: float = BROAD_ENTROPY) -> dict[tuple[int, int], HeadLabel]:
     """Label every head from mean scores {pattern: [L, H]} and chance levels {pattern: float}
     (see the module docstring for the rule)."""
-    names = [n for n in LABEL_PATTERNS if n in scores]
+    names = [n for n in scores if n not in UNLABELLED]
     chance = chance or {}
+    entropy_chance = chance.get("entropy")
+    if entropy_chance is None or not np.isfinite(entropy_chance) or entropy_chance <= 0:
+        entropy_chance = 1.0  # compare the raw entropy
     some = next(iter(scores.values()))
     n_layers, n_heads = some.shape
     labels: dict[tuple[int, int], HeadLabel] = {}
@@ -71,7 +77,7 @@ def label_heads(scores: dict[str, np.ndarray], *, chance: dict[str, float] | Non
             ent = float(scores["entropy"][layer, head]) if "entropy" in scores else float("nan")
             if dominant:
                 name = "+".join(n for n, _ in dominant)
-            elif np.isfinite(ent) and ent >= broad_entropy:
+            elif np.isfinite(ent) and ent >= broad_entropy * entropy_chance:
                 name = "broad"
             else:
                 name = "mixed"

@@ -2,7 +2,8 @@
 
 A :class:`Layout` is the token metadata of a Capture reduced to the five facts every
 pattern is defined by: which positions hold the same token, which sentence each is in,
-which word each belongs to, which are special, and which is the [CLS]-like first token.
+which word each belongs to, which are special, and which is the [CLS]-like first token
+(plus, when a parser ran, each position's lemma: see `lemma`).
 :func:`word_level` turns a token-level attention array into a word-level one.
 """
 
@@ -27,6 +28,11 @@ class Layout:
     special   bool  [U]  [CLS], [SEP] and other special tokens
     is_cls    bool  [U]  the special token in first position ([CLS], <s>)
     valid     bool  [U]  False for padding (None: every position is real)
+    punct     bool  [U]  `.` and `,` tokens (see PUNCTUATION; None: no punctuation known)
+    lemma     int64 [U]  the parser's lemma of each position's word (equal values = same lemma,
+                         -1: none, e.g. specials); None unless a parser ran (see Pattern.needs)
+    lemma_word int64 [U] the parser word each position belongs to (-1: none), so that a word's
+                         own pieces are told apart from other words of its lemma; set with `lemma`
 
     A batch of inputs padded to one length is a Layout whose arrays are [batch, U]
     (see :func:`stack_layouts`); every scorer broadcasts over those leading axes.
@@ -38,6 +44,9 @@ class Layout:
     special: np.ndarray
     is_cls: np.ndarray
     valid: np.ndarray | None = None
+    punct: np.ndarray | None = None
+    lemma: np.ndarray | None = None
+    lemma_word: np.ndarray | None = None
 
     @property
     def size(self) -> int:
@@ -67,6 +76,22 @@ class Layout:
         """Special tokens other than the first one ([SEP], </s>).  # [..., U]"""
         return self.special & ~self.is_cls & self.real
 
+    @property
+    def is_punct(self) -> np.ndarray:
+        """Real `.` / `,` tokens (all False when the layout knows no punctuation).  # [..., U]"""
+        if self.punct is None:
+            return np.zeros(self.identity.shape, dtype=bool)
+        return self.punct & ~self.special & self.real
+
+
+# The punctuation tokens of the `punctuation` pattern: Clark et al. 2019's `.` and `,`.
+PUNCTUATION = (".", ",")
+
+
+def is_punctuation(token: str) -> bool:
+    """Whether a token is `.` or `,` (also with a word-boundary mark: RoBERTa's `Ġ.`, ALBERT's `▁,`)."""
+    return token.removeprefix("Ġ").removeprefix("▁").removeprefix("##") in PUNCTUATION
+
 
 def stack_layouts(layouts: list[Layout], size: int) -> Layout:
     """One batched Layout [batch, size] of single-input layouts, padded at the end."""
@@ -77,11 +102,18 @@ def stack_layouts(layouts: list[Layout], size: int) -> Layout:
     special = np.ones((batch, size), bool)
     is_cls = np.zeros((batch, size), bool)
     valid = np.zeros((batch, size), bool)
+    punct = np.zeros((batch, size), bool)
+    with_lemmas = bool(layouts) and all(one.lemma is not None for one in layouts)  # else None: no parser ran
+    lemma = np.full((batch, size), -1, np.int64) if with_lemmas else None
+    lemma_word = np.full((batch, size), -1, np.int64) if with_lemmas else None
     for b, one in enumerate(layouts):
         n = one.size
         identity[b, :n], segment[b, :n], group[b, :n] = one.identity, one.segment, one.group
         special[b, :n], is_cls[b, :n], valid[b, :n] = one.special, one.is_cls, True
-    return Layout(identity, segment, group, special, is_cls, valid)
+        punct[b, :n] = one.is_punct
+        if with_lemmas:
+            lemma[b, :n], lemma_word[b, :n] = one.lemma, one.lemma_word
+    return Layout(identity, segment, group, special, is_cls, valid, punct, lemma, lemma_word)
 
 
 def layout_of(cap) -> Layout:
@@ -96,6 +128,7 @@ def layout_of(cap) -> Layout:
         group=np.asarray(cap.word_ids, dtype=np.int64),
         special=special,
         is_cls=is_cls,
+        punct=np.array([is_punctuation(t) for t in cap.tokens], dtype=bool),
     )
 
 
@@ -103,7 +136,8 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
     """Membership matrix [U, T] of words (and single special tokens) and their layout (one unpadded input).
 
     Units are ordered by their first token. A word's identity is its sequence of token
-    identities, so two occurrences of the same word get the same identity.
+    identities, so two occurrences of the same word get the same identity. A word's lemma (and
+    parser word) is its first piece's.
     """
     keys: list[tuple] = []
     first: dict[tuple, int] = {}
@@ -117,7 +151,7 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
         key = ("special", i) if layout.special[i] else ("word", int(layout.group[i]))
         membership[first[key], i] = 1.0
     spellings: dict[tuple, int] = {}
-    identity, segment, special, is_cls = [], [], [], []
+    identity, segment, special, is_cls, punct = [], [], [], [], []
     for u in range(len(keys)):
         members = np.flatnonzero(membership[u])
         spelling = tuple(int(x) for x in layout.identity[members])
@@ -125,6 +159,8 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
         segment.append(int(layout.segment[members[0]]))
         special.append(bool(layout.special[members[0]]))
         is_cls.append(bool(layout.is_cls[members[0]]))
+        punct.append(bool(layout.is_punct[members].all()))  # a word of punctuation pieces only
+    firsts = [int(np.flatnonzero(membership[u])[0]) for u in range(len(keys))]
     special_arr = np.array(special, dtype=bool)
     units = Layout(
         identity=np.array(identity, dtype=np.int64),
@@ -132,6 +168,9 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
         group=np.where(special_arr, -1, np.arange(len(keys))),  # each word is one unit: no pieces
         special=special_arr,
         is_cls=np.array(is_cls, dtype=bool),
+        punct=np.array(punct, dtype=bool),
+        lemma=None if layout.lemma is None else np.asarray(layout.lemma, np.int64)[firsts],
+        lemma_word=None if layout.lemma_word is None else np.asarray(layout.lemma_word, np.int64)[firsts],
     )
     return membership, units
 

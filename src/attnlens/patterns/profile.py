@@ -11,19 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..capturing import Capture
-from .layout import Layout, layout_of
+from .layout import layout_of
 from .scores import PATTERNS, Pattern, next_token_targets, own_sentence_targets, previous_token_targets
-
-
-def self_targets(layout: Layout) -> np.ndarray:
-    """Itself: query i -> key i, for text-token queries.  # [..., U, U]"""
-    return np.eye(layout.size, dtype=bool) & layout.content[..., :, None]
-
 
 # The features of a head profile: each is an atlas pattern (or scored like one), i.e. the attention
 # mass on its targets, averaged over the text-token queries it is defined for.
 FEATURES: dict[str, Pattern] = {
-    "self": Pattern("self", "The query token itself.", targets=self_targets),
+    "self": PATTERNS["self"],
     "previous": PATTERNS["previous_token"],
     "next": PATTERNS["next_token"],
     "first special": PATTERNS["cls"],

@@ -7,6 +7,12 @@ pattern is defined for that query (the corpus score averages over defined querie
 Unless said otherwise, queries are content positions (not [CLS]/[SEP]: their rows behave
 differently) and the value is the attention *mass* the query puts on the pattern's target
 keys, so a score of 0.8 means "80% of the attention goes to the targets".
+
+`PATTERNS` are attnlens's own definitions; a pattern that needs more than the tokens declares it
+(`Pattern.needs`: same_lemma needs the parser's lemmas, `Layout.lemma`) and is scored only when the
+layouts carry it. `DEFINITIONS` names whole sets of them: "attnlens"
+(the default) and "clark", Clark et al. 2019's surface statistics (every row counted, offsets
+across sentence boundaries, per-input averages, entropy in nats), for comparison with the paper.
 """
 
 from __future__ import annotations
@@ -86,13 +92,48 @@ def same_token_other_sentence_targets(layout: Layout) -> np.ndarray:
 
 
 def same_word_pieces_targets(layout: Layout) -> np.ndarray:
-    """Tokens that predict the word, itself excluded: query i -> the other WordPieces of its word.
+    """Pieces of its word beyond its neighbours: query i -> the WordPieces j of its word with |i - j| >= 2.
 
-    (straw <-> ##berries.) Defined for pieces of words split into two or more pieces; never
-    defined at word level, where a word is one position.
+    (un ##bel ##ie ##vable: un <-> ##ie, ##vable.) Itself and the pieces next to it are left out:
+    every previous-/next-token head puts its attention there (the previous token of ##berries
+    is straw), so only attention that skips past the neighbours shows that a head looks at the
+    word. Defined for pieces with such a piece: pieces of words of three or more pieces, except
+    the middle piece of a three-piece word; never defined at word level, where a word is one position.
     """
     in_word = (layout.group >= 0) & layout.real
-    return _same(layout.group) & _pairs(in_word) & ~np.eye(layout.size, dtype=bool)
+    index = np.arange(layout.size)
+    apart = np.abs(index[:, None] - index[None, :]) >= 2  # [U, U]
+    return _same(layout.group) & _pairs(in_word) & apart
+
+
+def same_lemma_targets(layout: Layout) -> np.ndarray:
+    """Same lemma (the parser's: "store"/"stores", "bought"/"buy"): query i -> the other text tokens j, in either
+    sentence, whose word has the lemma of i's word; the pieces of i's own word (i itself among them) are excluded.
+
+    Defined for text tokens whose lemma another word of the input shares. Needs lemma ids from a parser
+    (`attnlens.atlas(..., parser=...)`, `--parser`); an atlas without one does not score it.
+    """
+    if layout.lemma is None or layout.lemma_word is None:
+        raise AttnlensError("the same_lemma pattern needs the parser's lemmas, which only the atlas maps onto "
+                            "tokens (attnlens.atlas(..., parser=), attnlens atlas --parser NAME); a single "
+                            "capture has none")
+    has = (layout.lemma >= 0) & layout.content  # [..., U]
+    own_word = _same(layout.group) | _same(layout.lemma_word)  # the tokenizer's word and the parser's
+    return _same(layout.lemma) & _pairs(has) & ~own_word
+
+
+def self_targets(layout: Layout) -> np.ndarray:
+    """Itself: query i -> key i. Defined for every text token."""
+    return np.eye(layout.size, dtype=bool) & layout.content[..., :, None]
+
+
+def punctuation_targets(layout: Layout) -> np.ndarray:
+    """Punctuation: query i -> every `.` and `,` token of the input (either sentence), itself excluded.
+
+    Defined for the text tokens of inputs with a `.` or `,` other than themselves.
+    """
+    others = ~np.eye(layout.size, dtype=bool)
+    return layout.content[..., :, None] & layout.is_punct[..., None, :] & others
 
 
 def cls_targets(layout: Layout) -> np.ndarray:
@@ -139,6 +180,64 @@ def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     return values, layout.content & (lengths >= 2)[..., None]
 
 
+# ---- Clark et al. 2019's surface statistics (the "clark" definitions) ---------------------------
+# As in their General_Analysis notebook: every row of the input counts ([CLS] and [SEP] included),
+# offsets cross sentence boundaries and special tokens, and each input's score is its mass summed
+# over all rows divided by its length (a row without a target adds 0); see CLARK below.
+
+def clark_next_token_targets(layout: Layout) -> np.ndarray:
+    """Clark's "right": query i -> key i+1, whatever both are (specials, the other sentence). Every row counts."""
+    return np.eye(layout.size, k=1, dtype=bool) & _pairs(layout.real)
+
+
+def clark_previous_token_targets(layout: Layout) -> np.ndarray:
+    """Clark's "left": query i -> key i-1, whatever both are (specials, the other sentence). Every row counts."""
+    return np.eye(layout.size, k=-1, dtype=bool) & _pairs(layout.real)
+
+
+def clark_self_targets(layout: Layout) -> np.ndarray:
+    """Clark's "self": query i -> key i, for every row ([CLS] and [SEP] included)."""
+    return np.eye(layout.size, dtype=bool) & _pairs(layout.real)
+
+
+def clark_cls_targets(layout: Layout) -> np.ndarray:
+    """Clark's "cls": query i -> the special token in first position, for every row."""
+    return layout.real[..., :, None] & layout.is_cls[..., None, :]
+
+
+def clark_sep_targets(layout: Layout) -> np.ndarray:
+    """Clark's "sep": query i -> every [SEP] (each special token but the first), for every row."""
+    return layout.real[..., :, None] & layout.is_sep[..., None, :]
+
+
+def clark_punctuation_targets(layout: Layout) -> np.ndarray:
+    """Clark's "punct": query i -> every `.` and `,` token, itself included, for every row."""
+    return layout.real[..., :, None] & layout.is_punct[..., None, :]
+
+
+CLARK_SMOOTHING = 1e-4  # their notebook: attns = 0.9999 * attns + 0.0001 / n "to avoid NaNs"
+
+
+def clark_entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+    """Clark's entropy: -sum_j a_ij log a_ij in nats (0 to log n, not normalized), every row counted.
+
+    The row is first smoothed as (1 - 1e-4) a_ij + 1e-4 / n over the input's n positions, as in
+    their notebook.
+    """
+    real = layout.real  # [..., U]
+    lengths = np.maximum(layout.lengths, 1)[..., None, None, None, None]  # [..., 1, 1, 1, 1]
+    floor = (CLARK_SMOOTHING / lengths).astype(attn.dtype)  # keep float32 attention float32
+    smooth = attn * attn.dtype.type(1.0 - CLARK_SMOOTHING) + floor  # [..., L, H, U, U]
+    smooth = np.where(_per_head(_pairs(real)), smooth, 0.0)
+    logs = np.log(smooth, where=smooth > 0, out=np.zeros_like(smooth))
+    return -np.einsum("...k,...k->...", smooth, logs), real
+
+
+def _every_row(layout: Layout) -> np.ndarray:
+    return layout.real
+
+
+# ---- the registry ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Pattern:
     """A named pattern: its scorer and, for mass patterns, its target-key definition."""
@@ -147,16 +246,23 @@ class Pattern:
     definition: str
     targets: Callable[[Layout], np.ndarray] | None = None  # bool [U, U] of target keys per query
     scorer: Callable[[np.ndarray, Layout], tuple[np.ndarray, np.ndarray]] | None = None
+    queries: Callable[[Layout], np.ndarray] | None = None  # bool [U]: rows scored; None = rows with a target
+    needs: str | None = None  # a Layout field beyond the tokens ("lemma": a parser ran); None: always scored
+
+    def defined(self, layout: Layout, targets: np.ndarray) -> np.ndarray:
+        """The queries a mass pattern is scored on, bool [..., U], given its targets [..., U, U]."""
+        return targets.any(axis=-1) if self.queries is None else self.queries(layout)
 
     def score(self, attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
-        """(values [..., L, H, U] in [0, 1], defined bool [..., U]) for attention [..., L, H, U, U].
+        """(values [..., L, H, U], defined bool [..., U]) for attention [..., L, H, U, U].
 
-        `...` are the layout's batch axes (none for one input).
+        Values are in [0, 1] except Clark's entropy (nats). `...` are the layout's batch axes
+        (none for one input).
         """
         if self.scorer is not None:
             return self.scorer(attn, layout)
         targets = self.targets(layout)  # [..., U, U]
-        return _mass(attn, targets), targets.any(axis=-1)
+        return _mass(attn, targets), self.defined(layout, targets)
 
     @property
     def is_mass(self) -> bool:
@@ -167,35 +273,111 @@ def _definition(fn) -> str:
     return " ".join((fn.__doc__ or "").split())
 
 
-def _make(name, fn, mass=True) -> Pattern:
+def _make(name, fn, mass=True, queries=None, needs=None) -> Pattern:
     return Pattern(name, _definition(fn) + (
         " Score: mean attention mass on the targets over the defined queries." if mass else ""),
-        **({"targets": fn} if mass else {"scorer": fn}))
+        **({"targets": fn, "queries": queries} if mass else {"scorer": fn}), needs=needs)
 
 
 PATTERNS: dict[str, Pattern] = {p.name: p for p in (
     _make("next_token", next_token_targets),
     _make("previous_token", previous_token_targets),
+    _make("self", self_targets),
     _make("same_token", same_token_targets),
     _make("same_token_other_sentence", same_token_other_sentence_targets),
     _make("same_word_pieces", same_word_pieces_targets),
     _make("cls", cls_targets),
     _make("sep", sep_targets),
+    _make("punctuation", punctuation_targets),
+    _make("same_lemma", same_lemma_targets, needs="lemma"),
     _make("bag_of_words", bag_of_words, mass=False),
     _make("entropy", entropy, mass=False),
 )}
-PATTERN_NAMES: tuple[str, ...] = tuple(PATTERNS)
+# The patterns every atlas scores; those with `needs` (same_lemma) only when the layouts carry what they need.
+PATTERN_NAMES: tuple[str, ...] = tuple(n for n, p in PATTERNS.items() if p.needs is None)
 
-# The patterns a head can be labelled with (entropy only decides "broad").
-LABEL_PATTERNS: tuple[str, ...] = tuple(n for n in PATTERN_NAMES if n != "entropy")
+# Patterns that measure spread, not where attention goes: never a label (entropy only decides "broad").
+UNLABELLED: tuple[str, ...] = ("entropy",)
+
+# The patterns a head can be labelled with (same_lemma too, when it is scored).
+LABEL_PATTERNS: tuple[str, ...] = tuple(n for n in PATTERN_NAMES if n not in UNLABELLED)
+
+# Clark et al. 2019's surface statistics under the names of the attnlens patterns they correspond to.
+CLARK_PATTERNS: dict[str, Pattern] = {p.name: p for p in (
+    _make("next_token", clark_next_token_targets, queries=_every_row),
+    _make("previous_token", clark_previous_token_targets, queries=_every_row),
+    _make("self", clark_self_targets, queries=_every_row),
+    _make("cls", clark_cls_targets, queries=_every_row),
+    _make("sep", clark_sep_targets, queries=_every_row),
+    _make("punctuation", clark_punctuation_targets, queries=_every_row),
+    _make("entropy", clark_entropy, mass=False),
+)}
 
 
-def get_pattern(name: str) -> Pattern:
-    """The pattern called `name`, or a clear error listing the known names."""
+@dataclass(frozen=True)
+class Definitions:
+    """A set of pattern definitions and how a head's corpus score averages their per-row values.
+
+    unit "query": the mean over every defined query of the corpus, whatever input it is in;
+    unit "input": the mean over inputs of each input's mean over its defined rows (each input
+    weighs the same, as in Clark et al. 2019). The spread and counts are over that unit.
+    """
+
+    name: str
+    description: str
+    patterns: dict[str, Pattern]
+    unit: str = "query"
+    levels: tuple[str, ...] = ("token", "word")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.patterns)
+
+    def scored(self, provided=()) -> tuple[str, ...]:
+        """The patterns scored when the layouts carry the fields `provided` (e.g. ("lemma",) when a parser ran):
+        those whose `needs` is None or among them."""
+        return tuple(n for n, p in self.patterns.items() if p.needs is None or p.needs in provided)
+
+    def pattern(self, name: str) -> Pattern:
+        """The pattern called `name` in these definitions, or a clear error listing the known names."""
+        try:
+            return self.patterns[name]
+        except (KeyError, TypeError):
+            raise AttnlensError(f"unknown pattern {name!r}" + ("" if self.name == DEFAULT_DEFINITIONS else
+                                f" in the {self.name} definitions") + f": use one of {', '.join(self.names)}") from None
+
+    def check_level(self, level: str) -> None:
+        if level not in self.levels:
+            raise AttnlensError(f"the {self.name} definitions score at {' or '.join(self.levels)} level, "
+                                f"not {level!r}")
+
+
+DEFAULT_DEFINITIONS = "attnlens"
+DEFINITIONS: dict[str, Definitions] = {d.name: d for d in (
+    Definitions("attnlens", "attnlens's own: text-token queries only (not [CLS]/[SEP] rows), each pattern averaged "
+                "over the queries it is defined for, previous/next token within a sentence, normalized entropy "
+                "(0 to 1).", PATTERNS),
+    Definitions("clark", "Clark et al. 2019, 'What Does BERT Look At?', Section 3, as in their General_Analysis "
+                "notebook: every row counts ([CLS]/[SEP] included), offsets cross sentence boundaries, each "
+                "input's attention mass summed over its rows is divided by its length and the inputs are "
+                "averaged; entropy in nats of the row smoothed as 0.9999 a + 0.0001 / n.", CLARK_PATTERNS,
+                unit="input", levels=("token",)),
+)}
+
+
+def get_definitions(definitions: "str | Definitions | None" = None) -> Definitions:
+    """The definitions called `definitions` (None: attnlens's own), or a clear error listing the known ones."""
+    if isinstance(definitions, Definitions):
+        return definitions
     try:
-        return PATTERNS[name]
+        return DEFINITIONS[DEFAULT_DEFINITIONS if definitions is None else definitions]
     except (KeyError, TypeError):
-        raise AttnlensError(f"unknown pattern {name!r}: use one of {', '.join(PATTERN_NAMES)}") from None
+        raise AttnlensError(f"unknown definitions {definitions!r}: use one of {', '.join(DEFINITIONS)}") from None
+
+
+def get_pattern(name: str, definitions: "str | Definitions | None" = None) -> Pattern:
+    """The pattern called `name` (of attnlens's own definitions by default), or a clear error listing known names."""
+    return get_definitions(definitions).pattern(name)
 
 
 def pattern_targets(name: str, layout: Layout) -> np.ndarray:

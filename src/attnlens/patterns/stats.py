@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import AttnlensError
 from .layout import Layout, check_level, layout_of, word_level
-from .scores import PATTERN_NAMES, get_pattern
+from .scores import DEFAULT_DEFINITIONS, get_definitions
 
 
 @dataclass
@@ -24,6 +24,8 @@ class PatternStats:
     count   int64   [P]       defined queries (the same for every head)
     chance  float64 [P]       sum of the scores a uniform attention over the input would get
     inputs  int               inputs (sentences or pairs) scored
+    definitions str           the pattern definitions (scores.DEFINITIONS); with unit "input" (clark)
+                              each sample is one input's mean over its rows and count counts inputs
     """
 
     names: tuple[str, ...]
@@ -33,14 +35,20 @@ class PatternStats:
     chance: np.ndarray
     inputs: int = 0
     skipped: dict = field(default_factory=dict)
+    definitions: str = DEFAULT_DEFINITIONS
 
     @classmethod
-    def zeros(cls, num_layers: int, num_heads: int, names=PATTERN_NAMES) -> "PatternStats":
-        names = tuple(names)
+    def zeros(cls, num_layers: int, num_heads: int, names=None,
+              definitions: str | None = None) -> "PatternStats":
+        """Empty statistics of `names` (None: every pattern of `definitions`, None: attnlens's own, that needs
+        nothing beyond the tokens: same_lemma, which needs a parser's lemmas, only when named)."""
+        defs = get_definitions(definitions)
+        names = defs.scored() if names is None else tuple(names)
         for name in names:
-            get_pattern(name)
+            defs.pattern(name)
         shape = (len(names), num_layers, num_heads)
-        return cls(names, np.zeros(shape), np.zeros(shape), np.zeros(len(names), np.int64), np.zeros(len(names)))
+        return cls(names, np.zeros(shape), np.zeros(shape), np.zeros(len(names), np.int64), np.zeros(len(names)),
+                   definitions=defs.name)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -50,6 +58,8 @@ class PatternStats:
         """Add one input's attention [L, H, T, T], or a padded batch's [B, L, H, T, T] with a
         batched layout (see stack_layouts); level='word' aggregates each input to words first."""
         check_level(level)
+        defs = get_definitions(self.definitions)
+        defs.check_level(level)
         batch_axes = layout.batch_shape
         if attn.shape[len(batch_axes):len(batch_axes) + 2] != self.shape:
             raise AttnlensError(f"attention has {attn.shape[-4:-2]} layers x heads, these statistics {self.shape}")
@@ -64,7 +74,8 @@ class PatternStats:
         uniform = (layout.real[..., None, :] / np.maximum(lengths, 1)[..., None, None])  # [..., U, U]
         uniform = np.broadcast_to(uniform[..., None, None, :, :], (*batch_axes, 1, 1, layout.size, layout.size))
         sum_axes = tuple(range(len(batch_axes)))
-        patterns = [get_pattern(name) for name in self.names]
+        reduce = _REDUCERS[defs.unit]
+        patterns = [defs.pattern(name) for name in self.names]
         mass_rows = [p for p, pattern in enumerate(patterns) if pattern.is_mass]
         if mass_rows:
             targets = np.stack([patterns[p].targets(layout) for p in mass_rows], axis=-3)  # [..., P, U, U]
@@ -72,16 +83,20 @@ class PatternStats:
         for p, pattern in enumerate(patterns):
             if pattern.is_mass:
                 k = mass_rows.index(p)
-                values, defined = masses[..., k, :, :, :], targets[..., k, :, :].any(axis=-1)  # [..., L, H, U], [..., U]
-                base = targets[..., k, :, :].sum(axis=-1) / np.maximum(lengths, 1)[..., None]  # [..., U] uniform attention's mass
+                values, defined = (masses[..., k, :, :, :],  # [..., L, H, U]
+                                   pattern.defined(layout, targets[..., k, :, :]))  # [..., U]
+                base = (targets[..., k, :, :].sum(axis=-1)
+                        / np.maximum(lengths, 1)[..., None])  # [..., U] uniform attention's mass
             else:
                 values, defined = pattern.score(attn, layout)  # [..., L, H, U], [..., U]
                 base = pattern.score(uniform, layout)[0][..., 0, 0, :]  # [..., U]
             chosen = np.where(defined[..., None, None, :], values, 0).astype(np.float64)  # [..., L, H, U]
-            self.total[p] += chosen.sum(axis=sum_axes + (-1,))
-            self.squares[p] += np.square(chosen).sum(axis=sum_axes + (-1,))
-            self.count[p] += int(defined.sum())
-            self.chance[p] += float(np.where(defined, base, 0).sum())
+            base = np.where(defined, base, 0).astype(np.float64)  # [..., U]
+            samples, chance, count = reduce(chosen, base, defined)  # [..., L, H, S], [..., S], int
+            self.total[p] += samples.sum(axis=sum_axes + (-1,))
+            self.squares[p] += np.square(samples).sum(axis=sum_axes + (-1,))
+            self.count[p] += count
+            self.chance[p] += float(chance.sum())
         self.inputs += int(np.prod(batch_axes)) if batch_axes else 1
 
     def add_capture(self, cap, level: str = "token") -> None:
@@ -93,13 +108,14 @@ class PatternStats:
 
     def merge(self, other: "PatternStats") -> "PatternStats":
         """The statistics of both corpora together (exact: sums and counts add)."""
-        if other.names != self.names or other.shape != self.shape:
-            raise AttnlensError("cannot merge pattern statistics of different patterns or model shapes")
+        if other.names != self.names or other.shape != self.shape or other.definitions != self.definitions:
+            raise AttnlensError("cannot merge pattern statistics of different patterns, definitions or model shapes")
         skipped = dict(self.skipped)
         for reason, n in other.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
         return PatternStats(self.names, self.total + other.total, self.squares + other.squares,
-                            self.count + other.count, self.chance + other.chance, self.inputs + other.inputs, skipped)
+                            self.count + other.count, self.chance + other.chance, self.inputs + other.inputs, skipped,
+                            self.definitions)
 
     def mean(self) -> np.ndarray:
         """Mean score per pattern and head, NaN where the pattern was never defined.  # [P, L, H]"""
@@ -117,6 +133,23 @@ class PatternStats:
         """What uniform attention over each input would score, per pattern.  # [P]"""
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.chance / np.where(self.count > 0, self.count, np.nan)
+
+
+def _by_query(values: np.ndarray, base: np.ndarray, defined: np.ndarray):
+    """Every defined query is one sample: (values [..., L, H, U], chance [..., U], count)."""
+    return values, base, int(defined.sum())
+
+
+def _by_input(values: np.ndarray, base: np.ndarray, defined: np.ndarray):
+    """Every input with a defined row is one sample, its mean over those rows: ([..., L, H, 1], [..., 1], count)."""
+    rows = defined.sum(axis=-1, keepdims=True)  # [..., 1]
+    scale = np.where(rows > 0, 1.0 / np.maximum(rows, 1), 0.0)  # [..., 1]
+    return values.sum(axis=-1, keepdims=True) * scale[..., None, None, :], base.sum(axis=-1, keepdims=True) * scale, \
+        int((rows > 0).sum())
+
+
+# How the per-row values of one input become samples of the corpus mean (Definitions.unit).
+_REDUCERS = {"query": _by_query, "input": _by_input}
 
 
 def _masses(attn: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -137,4 +170,6 @@ def _masses(attn: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def _unbatch(layout: Layout, b: int, n: int) -> Layout:
     """Input b of a batched layout, cut to its n real positions."""
     return Layout(layout.identity[b, :n], layout.segment[b, :n], layout.group[b, :n], layout.special[b, :n],
-                  layout.is_cls[b, :n])
+                  layout.is_cls[b, :n], punct=layout.is_punct[b, :n],
+                  lemma=None if layout.lemma is None else layout.lemma[b, :n],
+                  lemma_word=None if layout.lemma_word is None else layout.lemma_word[b, :n])

@@ -19,9 +19,11 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from ..errors import AttnlensError
 from ..io import atomic_write_text
+from .vocab import save_tokenizer
 
 CHECKPOINTS = "checkpoints"
 TRAINER_STATE = "trainer_state.json"
@@ -106,10 +108,6 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], meta: dict) -> dict
 
 def save_checkpoint(run_dir: Path, step: int, model, tokenizer, optimizer, trainer_state: dict) -> Path:
     """Write checkpoint `step` atomically; keep the optimizer state only in the newest one."""
-    from safetensors.torch import save_file  # noqa: PLC0415
-
-    from .vocab import save_tokenizer  # noqa: PLC0415
-
     final = step_dir(run_dir, step)
     tmp = final.with_name(".tmp-" + final.name)
     if tmp.exists():
@@ -145,8 +143,6 @@ def clean_partial(run_dir: Path) -> None:
 
 def load_resume_state(folder: Path) -> tuple[dict, dict]:
     """(trainer_state, optimizer state_dict) of a checkpoint that has its optimizer state."""
-    from safetensors.torch import load_file  # noqa: PLC0415
-
     state = json.loads((folder / TRAINER_STATE).read_text(encoding="utf-8"))
     if not (folder / OPTIMIZER_FILE).is_file():
         raise AttnlensError(f"checkpoint {folder} has no optimizer state; only the newest one can be resumed")

@@ -87,7 +87,7 @@ class TrainConfig:
 
 def bert_config(size: str, vocab_size: int, pad_token_id: int = 0):
     """A transformers BertConfig for one of SIZES."""
-    from transformers import BertConfig  # noqa: PLC0415
+    from transformers import BertConfig  # noqa: PLC0415  (heavy: imported on first use)
 
     p = SIZES[size]
     return BertConfig(

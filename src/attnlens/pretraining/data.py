@@ -11,6 +11,7 @@ distributed run sees exactly the batches an uninterrupted single-process run wou
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,11 @@ def split_documents(documents: list[list[str]], seed: int, fraction: float = 0.0
     n_held = max(1, int(round(len(documents) * fraction))) if len(documents) > 2 else 0
     held = set(order[:n_held].tolist())
     return ([d for i, d in enumerate(documents) if i not in held], [d for i, d in enumerate(documents) if i in held])
+
+
+def fingerprint(documents: list[list[str]]) -> str:
+    """SHA-1 of documents' text (a run records its splits' so that a test can check them against the corpus)."""
+    return hashlib.sha1("\n\n".join("\n".join(d) for d in documents).encode("utf-8")).hexdigest()
 
 
 def tokenize_documents(documents: list[list[str]], tokenizer) -> list[list[np.ndarray]]:
@@ -149,6 +155,29 @@ def make_pairs(docs: list[list[np.ndarray]], seq_len: int, ids: dict[str, int], 
     return PairSet(input_ids, token_type_ids, lengths, np.asarray(labels, dtype=np.int64))
 
 
+def packed_text_pairs(documents: list[list[str]], tokenizer, seq_len: int, limit: int,
+                      seed: int = 0) -> list[tuple[str, str]]:
+    """Up to `limit` held-out (A, B) text pairs packed BERT-style like the training inputs (see make_pairs;
+    IsNext and NotNext), decoded back to text so that the atlas can score heads on them; pairs whose text
+    re-tokenizes to more than `seq_len` tokens are left out."""
+    docs = tokenize_documents(documents, tokenizer)
+    if len(docs) < 2 or limit <= 0:
+        return []
+    ids = {"cls": tokenizer.cls_token_id, "sep": tokenizer.sep_token_id, "pad": tokenizer.pad_token_id}
+    rng = np.random.default_rng(seed_for(seed, 7))
+    pairs = make_pairs(docs, seq_len, ids, rng)
+    out = []
+    for row in rng.permutation(len(pairs)):
+        tokens = pairs.input_ids[row, :pairs.lengths[row]]
+        sep = np.flatnonzero(tokens == ids["sep"])
+        a, b = tokenizer.decode(tokens[1:sep[0]]), tokenizer.decode(tokens[sep[0] + 1:sep[1]])
+        if len(tokenizer(a, b)["input_ids"]) <= seq_len:
+            out.append((a, b))
+            if len(out) == limit:
+                break
+    return out
+
+
 @dataclass
 class Batch:
     """Tensors of one masked-LM + NSP batch."""
@@ -212,6 +241,15 @@ def make_batch(pairs: PairSet, masker: Masker, generator: torch.Generator) -> Ba
     attention_mask = (torch.arange(input_ids.shape[1])[None, :] < torch.from_numpy(pairs.lengths)[:, None]).long()
     return Batch(masked, torch.from_numpy(pairs.token_type_ids), attention_mask, labels,
                  torch.from_numpy(pairs.next_sentence_label))
+
+
+def eval_batch(held_ids: list[list[np.ndarray]], config, ids: dict[str, int], masker: Masker):
+    """(pairs, masked Batch): the fixed held-out evaluation set of a run with TrainConfig `config`
+    (`config.eval_pairs` pairs drawn and masked with seeds derived from `config.seed`)."""
+    rng = np.random.default_rng(seed_for(config.seed, 3))
+    pairs = make_pairs(held_ids, config.seq_len, ids, rng, config.short_seq_prob)
+    pairs = pairs.take(rng.permutation(len(pairs))[: config.eval_pairs])
+    return pairs, make_batch(pairs, masker, torch.Generator().manual_seed(seed_for(config.seed, 4)))
 
 
 class PairStream:

@@ -11,15 +11,19 @@ import base64
 import html
 import io
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .. import corpus as corpora
+from ..analysis.run import atlas
+from ..capturing import load_model
 from ..errors import AttnlensError
 from ..io import atomic_write_bytes, atomic_write_text, html_page
 from .checkpoint import TRAINER_STATE, list_checkpoints
-from .data import split_documents
+from .data import packed_text_pairs, split_documents
 
 RESULT_FILE = "emergence.json"
 NOT_PLOTTED = ("entropy",)  # a spread measure, not a pattern's attention mass
@@ -37,6 +41,7 @@ class Emergence:
     best_head: dict[str, list[list[int]]] = field(default_factory=dict)  # pattern -> [layer, head] per checkpoint
     chance: dict[str, float] = field(default_factory=dict)
     inputs: int = 0
+    input_kind: str = "sentences"  # "sentences": consecutive-sentence pairs; "packed": training-like packed pairs
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -56,25 +61,27 @@ class Emergence:
         return "\n".join(lines)
 
 
-def heldout_pairs(run_dir: Path, limit: int | None, seed: int = 0) -> list[tuple[str, str]]:
-    """Consecutive-sentence pairs from the run's held-out text (the default corpus's held-out split otherwise)."""
-    from .. import corpus as corpora  # noqa: PLC0415
-
+def heldout_documents(run_dir: Path) -> list[list[str]]:
+    """The run's held-out documents (the default corpus's held-out split when the run does not say)."""
     run = json.loads((run_dir / "run.json").read_text(encoding="utf-8")) if (run_dir / "run.json").is_file() else {}
     info = run.get("corpus", {})
     if info.get("corpus"):
-        docs = split_documents(corpora.read_documents(info["corpus"]), run["config"]["seed"])[1]
-    else:
-        docs = corpora.load_documents(info.get("dataset", "default"), split="heldout")
-    return corpora.sentence_pairs(docs, seed=seed, limit=limit)
+        return split_documents(corpora.read_documents(info["corpus"]), run["config"]["seed"])[1]
+    return corpora.load_documents(info.get("dataset", "default"), split="heldout")
 
 
-def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
-    """Run the atlas on every checkpoint of `run_dir` over `limit` held-out pairs."""
-    from transformers import BertForPreTraining  # noqa: PLC0415
+def heldout_pairs(run_dir: Path, limit: int | None, seed: int = 0) -> list[tuple[str, str]]:
+    """Consecutive-sentence pairs from the run's held-out text (the default corpus's held-out split otherwise)."""
+    return corpora.sentence_pairs(heldout_documents(run_dir), seed=seed, limit=limit)
 
-    from ..analysis.run import atlas  # noqa: PLC0415
-    from ..capturing import load_model  # noqa: PLC0415
+
+def emergence(run_dir, *, limit: int = 300, progress: bool = True, inputs: str = "sentences") -> Emergence:
+    """Run the atlas on every checkpoint of `run_dir` over `limit` held-out pairs.
+
+    `inputs`: "sentences" (consecutive-sentence pairs, the atlas's default inputs) or "packed" (pairs
+    packed BERT-style up to the model's positions, like the training inputs; data.packed_text_pairs).
+    """
+    from transformers import BertForPreTraining  # noqa: PLC0415  (heavy: imported on first use)
 
     run_dir = Path(run_dir).expanduser()
     found = list_checkpoints(run_dir)
@@ -82,11 +89,17 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
         raise AttnlensError(f"{run_dir} has no checkpoints (expected {run_dir}/checkpoints/step-*)")
     if limit < 1:
         raise AttnlensError(f"--limit must be at least 1, got {limit}")
-    pairs = heldout_pairs(run_dir, None)
-    result = Emergence(str(run_dir))
+    if inputs not in ("sentences", "packed"):
+        raise AttnlensError(f"inputs must be 'sentences' or 'packed', got {inputs!r}")
+    pairs = heldout_pairs(run_dir, None) if inputs == "sentences" else None
+    result = Emergence(str(run_dir), input_kind=inputs)
     usable = None
     for n, (step, folder) in enumerate(found, start=1):
         lm = load_model(str(folder), model_class=BertForPreTraining)
+        if usable is None and pairs is None:  # packed pairs: built once with the run's tokenizer
+            usable = packed_text_pairs(heldout_documents(run_dir), lm.tokenizer, lm.max_length, limit)
+            if not usable:
+                raise AttnlensError("the held-out split gives no packed pairs")
         if usable is None:  # the same pairs for every checkpoint: those that fit the positions, evenly spread
             lengths = [len(ids) for ids in lm.tokenizer([a for a, _ in pairs], [b for _, b in pairs])["input_ids"]]
             fitting = [p for p, n_tok in zip(pairs, lengths) if n_tok <= lm.max_length]
@@ -106,8 +119,6 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
             result.best.setdefault(name, []).append(round(float(scores[index]), 4))
             result.best_head.setdefault(name, []).append([int(index[0]), int(index[1])])
         if progress:
-            import sys  # noqa: PLC0415
-
             print(f"checkpoint {n}/{len(found)} (step {step}) scored", file=sys.stderr)
     return result
 
@@ -115,10 +126,10 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True) -> Emergence:
 def plot_png(result: Emergence) -> bytes:
     """Each pattern's best-head score against the training step, as PNG bytes."""
     try:
-        import matplotlib  # noqa: PLC0415
+        import matplotlib  # noqa: PLC0415  (matplotlib is an optional extra)
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
+        import matplotlib.pyplot as plt  # noqa: PLC0415  (after matplotlib.use; an optional extra)
     except ImportError:
         raise AttnlensError("the emergence plot needs matplotlib: pip install 'attnlens[plot]'") from None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
@@ -151,7 +162,8 @@ def render_html(result: Emergence, png: bytes) -> str:
     img = base64.b64encode(png).decode("ascii")
     body = (f"<h1>Pattern emergence: {e(result.run_dir)}</h1>"
             f"<p>Best head per pattern at every checkpoint, atlas scores over {result.inputs} held-out "
-            "sentence pairs.</p>"
+            f"{'consecutive-sentence' if result.input_kind == 'sentences' else 'packed (training-like)'} "
+            "pairs.</p>"
             f"<img alt='emergence plot' src='data:image/png;base64,{img}'>"
             f"<table><tr><th>pattern</th><th>chance</th>{head_row}</tr>{''.join(rows)}</table>")
     return html_page("attnlens emergence", body, css=_CSS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import corpus as corpora
 from ..errors import AttnlensError
 from .config import TrainConfig
 from .trainer import RUN_FILE, pretrain
@@ -12,8 +13,6 @@ from .trainer import RUN_FILE, pretrain
 
 def _documents(corpus: str | None, dataset: str | None):
     """(train, heldout or None, description) from a file/folder or a built-in dataset."""
-    from .. import corpus as corpora  # noqa: PLC0415
-
     if corpus and dataset:
         raise AttnlensError("give either --corpus or --dataset, not both")
     if corpus:

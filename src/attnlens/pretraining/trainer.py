@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
 
 from ..capturing import LoadedModel
 from ..errors import AttnlensError
@@ -24,14 +27,14 @@ from .data import (
     Masker,
     PairStream,
     check_documents,
-    make_batch,
-    make_pairs,
-    seed_for,
+    eval_batch,
+    fingerprint,
+    packed_text_pairs,
     split_documents,
     tokenize_documents,
 )
 from .head_scores import model_head_scores, sentence_pairs
-from .objective import PretrainingObjective, summarize_stats
+from .objective import STATS, PretrainingObjective, summarize_stats
 from .vocab import load_vocab, save_tokenizer, train_wordpiece
 
 RUN_FILE = "run.json"
@@ -59,8 +62,6 @@ def _init_distributed(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist  # noqa: PLC0415
-
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size())
@@ -125,7 +126,8 @@ class Trainer:
         self.tokenizer = self._tokenizer(train_documents, vocab, resume)
         tok = self.tokenizer
         self.ids = {"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id}
-        self.masker = Masker(tok.mask_token_id, tuple(sorted(set(tok.all_special_ids))), len(tok), self.config.mask_prob)
+        self.masker = Masker(tok.mask_token_id, tuple(sorted(set(tok.all_special_ids))), len(tok),
+                             self.config.mask_prob)
         train_ids = tokenize_documents(train_documents, tok)
         check_documents(train_ids, "training corpus")
         held_ids = tokenize_documents(heldout_documents, tok)
@@ -133,8 +135,14 @@ class Trainer:
         self.stream = PairStream(train_ids, self.config.seq_len, self.ids, self.masker, self.config.batch_size,
                                  self.config.seed, self.config.short_seq_prob)
         self.eval_batch, self.baseline = self._eval_set(train_ids, held_ids)
-        self.score_pairs = sentence_pairs(heldout_documents, self.config.head_score_pairs)
+        self.score_pairs = {  # head scores on both kinds of held-out inputs (they differ)
+            "": sentence_pairs(heldout_documents, self.config.head_score_pairs),
+            "packed_": packed_text_pairs(heldout_documents, tok, self.config.seq_len, self.config.head_score_pairs,
+                                         self.config.seed)}
         self.corpus_info = dict(corpus_info or {}, train_documents=len(train_ids), heldout_documents=len(held_ids),
+                                train_sentences=sum(len(d) for d in train_documents),
+                                heldout_sentences=sum(len(d) for d in heldout_documents),
+                                train_sha1=fingerprint(train_documents), heldout_sha1=fingerprint(heldout_documents),
                                 train_tokens=int(sum(len(s) for d in train_ids for s in d)),
                                 pairs_per_epoch=self.stream.epoch_size)
         self._build(resume)
@@ -158,10 +166,7 @@ class Trainer:
 
     def _eval_set(self, train_ids, held_ids):
         """A fixed masked batch of held-out pairs, and the most-frequent-token baseline on it."""
-        rng = np.random.default_rng(seed_for(self.config.seed, 3))
-        pairs = make_pairs(held_ids, self.config.seq_len, self.ids, rng, self.config.short_seq_prob)
-        pairs = pairs.take(rng.permutation(len(pairs))[: self.config.eval_pairs])
-        batch = make_batch(pairs, self.masker, torch.Generator().manual_seed(seed_for(self.config.seed, 4)))
+        pairs, batch = eval_batch(held_ids, self.config, self.ids, self.masker)
         counts = np.bincount(np.concatenate([s for d in train_ids for s in d]), minlength=len(self.tokenizer))
         counts[list(self.masker.special_ids)] = 0
         top = int(counts.argmax())
@@ -198,7 +203,8 @@ class Trainer:
             state, optim_state = ckpt.load_resume_state(resume_from)
             self.optimizer.load_state_dict(optim_state)
             self.scheduler.load_state_dict(state["scheduler"])
-            self.step, self.train_seconds, self.tokens_seen = state["step"], state["train_seconds"], state["tokens_seen"]
+            self.step, self.train_seconds, self.tokens_seen = (state["step"], state["train_seconds"],
+                                                               state["tokens_seen"])
             torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
             if "cuda" in state["rng"] and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["rng"]["cuda"]])
@@ -209,10 +215,8 @@ class Trainer:
                     "config": cfg.to_dict(), "corpus": self.corpus_info, "baseline": self.baseline,
                     "model": self.model.config.to_dict(), "command": " ".join(sys.argv)})
             self._trim_metrics()
-        self.objective = PretrainingObjective(self.model)
+        self.objective = PretrainingObjective(self.model, self.tokenizer.mask_token_id)
         if self.dist.world > 1:
-            from torch.nn.parallel import DistributedDataParallel  # noqa: PLC0415
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.objective = DistributedDataParallel(self.objective, device_ids=ids)
 
@@ -239,8 +243,8 @@ class Trainer:
     def evaluate(self) -> dict:
         """MLM/NSP loss and accuracy on the fixed held-out batch, and the positional head scores."""
         self.model.eval()
-        objective = PretrainingObjective(self.model)
-        total = torch.zeros(6)
+        objective = PretrainingObjective(self.model, self.tokenizer.mask_token_id)
+        total = torch.zeros(len(STATS))
         try:
             for start in range(0, len(self.eval_batch.labels), 128):
                 part = self.eval_batch.rows(slice(start, start + 128)).to(self.device)
@@ -249,13 +253,14 @@ class Trainer:
                                          part.next_sentence_label, 1.0, 1.0)
                 total += stats.float().cpu()
             result = summarize_stats(total)
-            if self.score_pairs:
-                scores = model_head_scores(LoadedModel(self.model, self.tokenizer, name=str(self.run_dir)),
-                                           self.score_pairs)
+            for prefix, pairs in self.score_pairs.items():
+                if not pairs:
+                    continue
+                scores = model_head_scores(LoadedModel(self.model, self.tokenizer, name=str(self.run_dir)), pairs)
                 for name, arr in scores.items():
-                    result[name] = float(arr.max())
-                    result[name + "_head"] = [int(x) for x in np.unravel_index(arr.argmax(), arr.shape)]
-                    result[name + "_scores"] = np.round(arr, 4).tolist()
+                    result[prefix + name] = float(arr.max())
+                    result[prefix + name + "_head"] = [int(x) for x in np.unravel_index(arr.argmax(), arr.shape)]
+                    result[prefix + name + "_scores"] = np.round(arr, 4).tolist()
         finally:
             self.model.train()
         return result
@@ -275,11 +280,9 @@ class Trainer:
         rows = slice(self.dist.rank * per_rank, (self.dist.rank + 1) * per_rank)
         bar = None
         if self.progress:
-            from tqdm import tqdm  # noqa: PLC0415
-
             bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True, file=sys.stderr,
                        mininterval=1.0 if sys.stderr.isatty() else 30.0)
-        window = torch.zeros(6)
+        window = torch.zeros(len(STATS))
         window_tokens, window_start = 0, time.perf_counter()
         try:
             while self.step < cfg.steps:
@@ -322,8 +325,9 @@ class Trainer:
                     self._log({"step": self.step, "kind": "eval", "minutes": self.train_seconds / 60,
                                "tokens_seen": self.tokens_seen, **result})
                     if bar is not None:
-                        bar.write(f"step {self.step} ({self.train_seconds / 60:.1f} min): held-out MLM acc "
-                                  f"{result['mlm_acc']:.3f} (baseline {self.baseline['mlm_acc']:.3f}), NSP acc "
+                        bar.write(f"step {self.step} ({self.train_seconds / 60:.1f} min): held-out MLM acc at "
+                                  f"[MASK] {result['mlm_acc_mask']:.3f} (all chosen {result['mlm_acc']:.3f}, "
+                                  f"baseline {self.baseline['mlm_acc']:.3f}), NSP acc "
                                   f"{result['nsp_acc']:.3f}, prev-token {result.get('previous_token', math.nan):.2f}, "
                                   f"next-token {result.get('next_token', math.nan):.2f}")
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:

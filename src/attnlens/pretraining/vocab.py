@@ -16,7 +16,7 @@ def train_wordpiece(sentences: Iterable[str], vocab_size: int = 8000, min_freque
     Normalization and pre-tokenization are BERT's (lowercase, strip accents, split on
     whitespace and punctuation); special tokens get ids 0-4 ([PAD] = 0).
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers  # noqa: PLC0415
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers  # noqa: PLC0415  (only to train)
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True, clean_text=True)
@@ -33,7 +33,7 @@ def train_wordpiece(sentences: Iterable[str], vocab_size: int = 8000, min_freque
 
 def tokenizer_from_vocab(vocab: dict[str, int]):
     """A BERT tokenizer (uncased) over `vocab` (token -> id)."""
-    from transformers import BertTokenizer  # noqa: PLC0415
+    from transformers import BertTokenizer  # noqa: PLC0415  (heavy: imported on first use)
 
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:

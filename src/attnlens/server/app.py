@@ -9,9 +9,14 @@ Routes (JSON unless said; OpenAPI at /docs and /openapi.json):
   GET  /api/captures/{id}/{kind}/{layer}  one per-layer buffer (bytes, the views' payload format)
   POST /api/compare                     two captures and a per-head difference map
   POST /api/predict/fill-mask           masked-LM predictions (+ the masked input's capture)
+  POST /api/search                      corpus contexts where one head behaves as on one token (searching.py)
   GET  /api/results                     atlas reports and pretraining runs under --results
-  GET  /results/{path}                  one report file under --results
+  GET  /results/{path}                  one report file under --results (sandboxed: it cannot script the app)
   GET  /static/views/attnlens.js        the views' front-end module (views/bundle.py), imported by static/app.js
+  GET  /favicon.ico                     the app's icon (SVG)
+
+Every request passes security.OriginGuard (only the allowed Host names; no state-changing
+request from another origin) and every response gets security.SecurityHeaders.
 """
 
 from __future__ import annotations
@@ -32,14 +37,16 @@ from ..errors import AttnlensError
 from ..io import html_page
 from ..views.bundle import bundle_text
 from .limits import BodySizeLimit, InferenceQueue, LimitError, Limits
+from .masking import mask_word_text
 from .models import serve_models
-from .results import REPORT_SUFFIXES, list_results, safe_report_file
+from .results import REPORT_SUFFIXES, list_results, open_report_file
+from .searching import DEFAULT_CORPUS, DEFAULT_LIMIT, ContextSearch
+from .security import DEFAULT_HOSTS, RESULT_CSP, HostPolicy, OriginGuard, SecurityHeaders, inline_script_csp
 from .service import Service
 
-REPORT_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-              "img-src 'self' data:; connect-src 'self'")
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-            "connect-src 'self' data: blob:")
+            "connect-src 'self' data: blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+            "frame-ancestors 'none'")
 
 
 class Input(BaseModel):
@@ -73,6 +80,8 @@ class CompareOut(BaseModel):
 class FillMaskIn(Input):
     position: Optional[int] = Field(None, description="Token index to mask; omit when the text has [MASK] tokens.")
     top_k: int = Field(5, description="How many candidates per masked position.")
+    whole_word: bool = Field(False, description="With position: mask every piece of that token's word, one mask "
+                                                "token each (whole-word masking), not the token alone.")
 
 
 class Candidate(BaseModel):
@@ -89,9 +98,49 @@ class FillMaskOut(BaseModel):
     model: str
     text_a: str
     text_b: Optional[str]
-    masked_token: Optional[str] = Field(None, description="The token that was masked (when position was given).")
+    masked_token: Optional[str] = Field(None, description="The token (with whole_word: the word) that was masked "
+                                                          "(when position was given).")
+    masked_positions: list[int] = Field([], description="The positions this request masked (when position was given); "
+                                                        "predictions at other positions are [MASK] tokens of the text.")
     predictions: list[Prediction]
     masked: CaptureOut = Field(..., description="Capture of the masked input, for its attention.")
+
+
+class SearchIn(Input):
+    index: int = Field(..., description="The chosen token's index in the input ([CLS] = 0; not a special token).")
+    layer: int = Field(..., description="Layer (0-based).")
+    head: int = Field(..., description="Head (0-based).")
+    by: Literal["query", "attention"] = Field("query", description="Rank by the head's query vector or by a "
+                                                                    "summary of its attention row.")
+    k: int = Field(10, description="How many contexts (at most the server's max_search_k).")
+
+
+class LookedAt(BaseModel):
+    position: int
+    token: str
+    weight: float
+
+
+class SearchHit(BaseModel):
+    sentence_index: int = Field(..., description="The sentence's index in the indexed sample.")
+    sentence: str
+    tokens: list[str] = Field(..., description="The sentence's tokens, specials included.")
+    position: int = Field(..., description="The matching token's index in `tokens`.")
+    similarity: float = Field(..., description="Cosine similarity to the chosen token's vector.")
+    looked_at: list[LookedAt] = Field(..., description="Where the head looked from that token: its top keys.")
+
+
+class SearchOut(BaseModel):
+    model: str
+    layer: int
+    head: int
+    index: int
+    by: str
+    token: str = Field(..., description="The chosen token.")
+    corpus: str
+    indexed: dict = Field(..., description="{sentences, tokens, source: memory|disk|built, seconds}.")
+    search_seconds: float
+    hits: list[SearchHit] = Field(..., description="Best first.")
 
 
 def _docs_assets() -> str | None:
@@ -106,11 +155,23 @@ def _static_dir(package: str) -> str:
     return str(resources.files(package).joinpath("static"))
 
 
-def create_app(models, results_dir: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
-    """A new app serving `models` ({name: LoadedModel} or a list of names/paths; [] = the default model)."""
+def create_app(models, results_dir: str | Path | None = None, limits: Limits | None = None,
+               allowed_hosts=None, search_corpus: str = DEFAULT_CORPUS,
+               search_limit: int | None = DEFAULT_LIMIT) -> FastAPI:
+    """A new app serving `models` ({name: LoadedModel} or a list of names/paths; [] = the default model).
+
+    search_corpus / search_limit: what POST /api/search indexes (a dataset name or a documents/pairs file or
+    folder; a fixed sample of that many sentences, 0 or None = all), per model, mode and layer on first use.
+
+    allowed_hosts: the `Host:` values it answers, each "name" (any port) or "name:port"; any other
+    host gets 400 (DNS rebinding). Default: 127.0.0.1, localhost, [::1] and testserver (what
+    Starlette's TestClient sends) on any port; `attnlens serve` passes its bound names and port.
+    """
     limits = limits or Limits()
+    policy = HostPolicy(DEFAULT_HOSTS if allowed_hosts is None else allowed_hosts)
+    searcher = ContextSearch(search_corpus, search_limit)  # a bad corpus fails before any model loads
     served = serve_models(models)
-    service = Service(served, limits)
+    service = Service(served, limits, searcher)
     queue = InferenceQueue(limits.workers, limits.queue, limits.request_timeout_s)
     results_root = Path(results_dir).expanduser().resolve() if results_dir is not None else None
     if results_root is not None and not results_root.is_dir():
@@ -126,7 +187,12 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
     app.state.service = service
     app.state.queue = queue
     app.state.limits = limits
+    app.state.allowed_hosts = policy
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
+    # the origin checks and security headers wrap the whole stack, Starlette's error middleware
+    # included, so every response (a 500 too) carries the headers and no request skips the checks
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(OriginGuard(build_stack(), policy))
 
     @app.exception_handler(LimitError)
     async def _limit(_request: Request, exc: LimitError):
@@ -140,7 +206,8 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
     async def _invalid(_request: Request, exc: RequestValidationError):
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body")
-        return JSONResponse({"detail": f"invalid request: {where + ': ' if where else ''}{first.get('msg', 'bad input')}",
+        return JSONResponse({"detail": f"invalid request: {where + ': ' if where else ''}"
+                                       f"{first.get('msg', 'bad input')}",
                              "errors": jsonable_errors(exc)}, status_code=422)
 
     @app.get("/", include_in_schema=False)
@@ -156,11 +223,20 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
         if docs_assets is None:
             return HTMLResponse(html_page("attnlens API", "<p>The interactive API docs need the package "
                                           "fastapi-offline (pip install 'attnlens[server]'). The schema itself is "
-                                          "at <a href='/openapi.json'>/openapi.json</a>.</p>"))
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="attnlens API",
-                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/docs/swagger-ui.css",
-                                   swagger_favicon_url="/static/docs/favicon.png")
+                                          "at <a href='/openapi.json'>/openapi.json</a>.</p>"),
+                                headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+        ui = get_swagger_ui_html(openapi_url="/openapi.json", title="attnlens API",
+                                 swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                 swagger_css_url="/static/docs/swagger-ui.css",
+                                 swagger_favicon_url="/static/docs/favicon.png")
+        # the policy allows its one inline script, by hash
+        ui.headers["Content-Security-Policy"] = inline_script_csp(ui.body.decode("utf-8"))
+        return ui
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return FileResponse(Path(_static_dir("attnlens.server")) / "favicon.svg", media_type="image/svg+xml",
+                            headers={"Cache-Control": "max-age=86400"})
 
     @app.get("/api/models", summary="The served models")
     async def models_list() -> list[dict]:
@@ -210,7 +286,8 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
                                (right, body.right.text_a, body.right.text_b))
 
     @app.post("/api/predict/fill-mask", summary="Masked-LM predictions", response_model=FillMaskOut,
-              responses={413: {"description": "Input over a limit"}, 422: {"description": "No masked-LM head, or bad input"},
+              responses={413: {"description": "Input over a limit"},
+                         422: {"description": "No masked-LM head, or bad input"},
                          429: {"description": "Server busy"}})
     async def fill_mask(body: FillMaskIn):
         model = service.model(body.model)
@@ -218,7 +295,29 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
         if not model.has_mlm:
             raise LimitError(422, f"model {model.name} has no masked-LM head, so it cannot predict masked tokens; "
                                   "serve a checkpoint with one (e.g. from `attnlens pretrain`)")
-        return await queue.run(service.fill_mask, model, body.text_a, body.text_b, body.position, body.top_k)
+        if body.whole_word and body.position is not None:
+            return await queue.run(_fill_word, model, body.text_a, body.text_b, body.position, body.top_k)
+        result = await queue.run(service.fill_mask, model, body.text_a, body.text_b, body.position, body.top_k)
+        return {**result, "masked_positions": [] if body.position is None else [body.position]}
+
+    @app.post("/api/search", summary="Corpus contexts where one head behaves as on one token",
+              response_model=SearchOut,
+              responses={413: {"description": "Input over a limit"}, 422: {"description": "Bad input"},
+                         429: {"description": "Server busy"}})
+    async def search_contexts(body: SearchIn):
+        """The first search of a (model, by, layer) indexes the server's search corpus sample (seconds)."""
+        model = service.model(body.model)
+        service.check_text(body.text_a, body.text_b)
+        service.check_search(model, body.layer, body.head, body.k)
+        return await queue.run(service.search, model, body.text_a, body.text_b, body.index, body.layer, body.head,
+                               body.by, body.k)
+
+    def _fill_word(model, text_a: str, text_b: str | None, position: int, top_k: int) -> dict:
+        """Whole-word masking of token `position`'s word, then the predictions at every mask. Blocking."""
+        with model.lock:  # the model's tokenizer, like its hooks, serves one job at a time
+            new_a, new_b, positions, word = mask_word_text(model.lm.tokenizer, text_a, text_b, position)
+        result = service.fill_mask(model, new_a, new_b, None, top_k)
+        return {**result, "masked_token": word, "masked_positions": positions}
 
     @app.get("/api/results", summary="Atlas reports and pretraining runs in the results folder")
     def results() -> dict:
@@ -227,11 +326,13 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
     @app.get("/results/{path:path}", summary="One report file from the results folder",
              responses={200: {"content": {t.split(";")[0]: {} for t in REPORT_SUFFIXES.values()}}})
     def result_file(path: str):
-        target = safe_report_file(results_root, path)
-        if target is None:
+        found = open_report_file(results_root, path)
+        if found is None:
             raise LimitError(404, "no such report file")
-        return FileResponse(target, media_type=REPORT_SUFFIXES[target.suffix.lower()],
-                            headers={"Content-Security-Policy": REPORT_CSP, "X-Content-Type-Options": "nosniff"})
+        target, stat = found
+        # sandboxed: a result file (a report someone sent you) cannot script the app's origin
+        return FileResponse(target, media_type=REPORT_SUFFIXES[target.suffix.lower()], stat_result=stat,
+                            headers={"Content-Security-Policy": RESULT_CSP, "X-Content-Type-Options": "nosniff"})
 
     @app.get("/static/views/attnlens.js", include_in_schema=False)
     def views_module():

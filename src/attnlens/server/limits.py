@@ -9,6 +9,7 @@ time, is refused with a 4xx (`LimitError`), never left to pile up.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ class Limits:
     queue: int = 8  # jobs that may wait for a thread; more are refused (429)
     cached_captures: int = 64  # recent captures kept for their per-layer view data
     max_top_k: int = 50  # fill-mask candidates
+    max_search_k: int = 50  # corpus search contexts per request
 
 
 class LimitError(Exception):
@@ -141,8 +143,6 @@ class BodySizeLimit:
 
 
 async def _plain_error(send, status: int, message: str) -> None:
-    import json  # noqa: PLC0415
-
     body = json.dumps({"detail": message}).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})

@@ -5,6 +5,7 @@ report files served safely (only listed kinds of files, never outside the folder
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..pretraining.checkpoint import list_checkpoints
@@ -45,8 +46,9 @@ def _run_summary(folder: Path) -> dict:
 
 
 def list_results(root: Path | None) -> dict:
-    """{"atlas": [...], "runs": [...]} found under `root` (at most MAX_DEPTH folders deep)."""
-    found = {"root": None if root is None else str(root), "atlas": [], "runs": []}
+    """{"root": the folder's name (never its absolute path) or None, "atlas": [...], "runs": [...]}
+    found under `root` (at most MAX_DEPTH folders deep)."""
+    found = {"root": None if root is None else (root.name or "/"), "atlas": [], "runs": []}
     if root is None or not root.is_dir():
         return found
     root = root.resolve()
@@ -72,7 +74,8 @@ def list_results(root: Path | None) -> dict:
                                   "last_metrics": _run_summary(folder)})
             continue  # a run's own subfolders are its checkpoints
         if depth < MAX_DEPTH:
-            stack.extend((c, depth + 1) for c in reversed(children) if c.is_dir() and _visible(c) and not c.is_symlink())
+            stack.extend((c, depth + 1) for c in reversed(children)
+                         if c.is_dir() and _visible(c) and not c.is_symlink())
     return found
 
 
@@ -84,11 +87,24 @@ def safe_report_file(root: Path | None, relative: str) -> Path | None:
     parts = relative.split("/")
     if any(p in ("", ".", "..") or p.startswith((".", "_")) for p in parts):
         return None
-    base = root.resolve()
     try:
+        base = root.resolve()
         target = (base / relative).resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    if not target.is_relative_to(base) or not target.is_file() or target.suffix.lower() not in REPORT_SUFFIXES:
+        if not target.is_relative_to(base) or not target.is_file() or target.suffix.lower() not in REPORT_SUFFIXES:
+            return None
+    except (OSError, RuntimeError, ValueError):  # a name too long, not encodable, a loop...: no such file
         return None
     return target
+
+
+def open_report_file(root: Path | None, relative: str) -> tuple[Path, os.stat_result] | None:
+    """(path, its stat) of `relative` under `root` when safe_report_file allows it and it can be
+    read now; None for anything else (so every unreadable path is a 404, never a 500)."""
+    target = safe_report_file(root, relative)
+    if target is None:
+        return None
+    try:
+        with open(target, "rb") as fh:
+            return target, os.fstat(fh.fileno())
+    except (OSError, ValueError):
+        return None

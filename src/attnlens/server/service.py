@@ -1,5 +1,6 @@
 """What the server does with its models: captures (kept briefly for their per-layer view
-data), fill-mask predictions with the masked input's attention, and two-capture comparisons.
+data), fill-mask predictions with the masked input's attention, two-capture comparisons and
+the corpus search of one token's head behaviour (searching.ContextSearch).
 
 Everything here is blocking model work; the app runs it on the InferenceQueue.
 """
@@ -22,6 +23,7 @@ from ..pretraining.predict import mask_predictions
 from ..views.payload import build_payload
 from .limits import LimitError, Limits
 from .models import ServedModel
+from .searching import ContextSearch
 
 
 @dataclass
@@ -70,10 +72,11 @@ def capture_id(model: str, text_a: str, text_b: str | None) -> str:
 class Service:
     """Captures, predictions and comparisons over the served models, within `limits`."""
 
-    def __init__(self, models: dict[str, ServedModel], limits: Limits):
+    def __init__(self, models: dict[str, ServedModel], limits: Limits, searcher: ContextSearch | None = None):
         self.models = models
         self.limits = limits
         self.store = CaptureStore(limits.cached_captures)
+        self.searcher = searcher
 
     # ---- inputs ----
     def model(self, name: str | None) -> ServedModel:
@@ -164,6 +167,34 @@ class Service:
         masked = self.capture(served, text_a, text_b)
         return {"model": served.name, "text_a": text_a, "text_b": text_b, "masked_token": original,
                 "predictions": predictions, "masked": {"id": masked.id, "meta": masked.meta}}
+
+    # ---- corpus search ----
+    def check_search(self, served: ServedModel, layer: int, head: int, k: int) -> None:
+        """What a search request can be refused for before any model work (422)."""
+        lm = served.lm
+        if not 0 <= layer < lm.num_layers:
+            raise LimitError(422, f"layer {layer} is out of range: model {served.name} has layers "
+                                  f"0..{lm.num_layers - 1}")
+        if not 0 <= head < lm.num_heads:
+            raise LimitError(422, f"head {head} is out of range: model {served.name} has heads 0..{lm.num_heads - 1}")
+        if not 1 <= k <= self.limits.max_search_k:
+            raise LimitError(422, f"k must be between 1 and {self.limits.max_search_k}")
+
+    def search(self, served: ServedModel, text_a: str, text_b: str | None, position: int, layer: int, head: int,
+               mode: str, k: int) -> dict:
+        """The k corpus contexts where (layer, head) behaves most like on token `position` of the input. Blocking:
+        the first search of a (model, mode, layer) builds its index."""
+        self.check_search(served, layer, head, k)
+        if self.searcher is None:
+            raise LimitError(404, "this server has no search corpus")
+        _, cap = self.capture_with_data(served, text_a, text_b)
+        if not 0 <= position < len(cap.tokens):
+            raise LimitError(422, f"token {position} is out of range: the input has tokens 0..{len(cap.tokens) - 1}")
+        if cap.special_mask[position]:
+            raise LimitError(422, f"token {position} ({cap.tokens[position]}) is a special token; the search indexes "
+                                  "text tokens only")
+        with served.lock:
+            return self.searcher.run(served, cap, layer, head, position, mode, k)
 
     # ---- comparison ----
     def compare(self, left: tuple[ServedModel, str, str | None], right: tuple[ServedModel, str, str | None]) -> dict:

@@ -24,7 +24,7 @@ def chromium_path() -> str | None:
 def headless_chromium():
     """A Playwright Browser on the system chromium; closed on exit."""
     try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
+        from playwright.sync_api import sync_playwright  # noqa: PLC0415  (playwright is optional: pictures only)
     except ImportError:
         raise AttnlensError("pictures need playwright: pip install playwright") from None
     exe = chromium_path()

@@ -95,7 +95,8 @@ def to_html(cap: Capture, path: str | os.PathLike | None = None, *, views=VIEWS,
         f"<script type=\"application/json\" data-attnlens=\"options\">{script_json(options)}</script>\n",
     ]
     for name, data in buffers.items():
-        parts.append(f"<script type=\"application/octet-stream\" data-attnlens=\"buffer\" data-name=\"{html.escape(name)}\">"
+        parts.append("<script type=\"application/octet-stream\" data-attnlens=\"buffer\" "
+                     f"data-name=\"{html.escape(name)}\">"
                      f"{base64.b64encode(data).decode('ascii')}</script>\n")
     parts += ["</div>\n<script type=\"module\">\n", _inline(static_text("attnlens.js"), "script"),
               "\n</script>\n</body>\n</html>\n"]

@@ -49,7 +49,8 @@ def head_view_text(cap: Capture, layer: int = 0, heads=None, *, pair_filter: str
     rows, cols = _filter_masks(cap, pair_filter)
     weights = cap.attentions[layer, heads].mean(axis=0)  # [query, key]
     shown = "all" if len(heads) == cap.num_heads else ",".join(map(str, heads))
-    lines = [f"head view: layer {layer}, heads {shown}, filter {pair_filter}, top {top} keys with weight >= {threshold:g}"]
+    lines = [f"head view: layer {layer}, heads {shown}, filter {pair_filter}, "
+             f"top {top} keys with weight >= {threshold:g}"]
     for i in np.flatnonzero(rows):
         w = np.where(cols, weights[i], -1.0)  # [key]
         order = [j for j in np.argsort(-w, kind="stable")[:top] if w[j] >= threshold]

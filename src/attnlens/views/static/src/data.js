@@ -5,7 +5,10 @@
 //     meta,                        // the payload's meta object (see views/payload.py)
 //     load(name) -> Promise<Uint8Array|ArrayBuffer|DataView>   // one buffer, as stored
 //     actions: {                   // optional hooks a host may provide
-//       maskToken(index) -> Promise<{title?: string, items: [{label: string, value: number}]}>
+//       // mask token `index` (a piece of a split word: its whole word) and predict it; offered on
+//       // every token but [CLS]/[SEP]; several masked positions come back as groups
+//       maskToken(index) -> Promise<{title?: string, items: [{label: string, value: number}]}
+//                                   | {groups: [{title: string, items: [...]}]}>
 //     }
 //   }
 // The shims below build a source from an anywidget model (Jupyter), from data inlined in the

@@ -53,10 +53,11 @@ export class Tooltip {
 
 export const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => resolve()));
 
-/** A CSS colour per head, spread around the hue circle. */
-export function headColor(head, count) {
-  const hue = Math.round((head * 360) / Math.max(count, 1) + 210) % 360;
-  return `hsl(${hue}, 70%, 50%)`;
+/** A CSS colour per head index, the same in every model (12 heads or 4): hues a golden angle
+ *  apart, so neighbouring heads differ clearly and head 2 is one colour wherever it is drawn. */
+export function headColor(head) {
+  const hue = Math.round(210 + head * 137.508) % 360;
+  return `hsl(${hue}, 70%, ${head % 2 ? 42 : 50}%)`;
 }
 
 /** A CSS custom property of `el` as text (the canvases use the stylesheet's theme variables). */

@@ -12,6 +12,7 @@ export class HeadView {
     this.generation = 0;  // bumped per draw; a draw that finds it changed after an await gives up
     this.layout = null;  // {col, row, gap, top, left, xl, xr, width, height} of the last drawing, CSS pixels
     this.maskResult = null;
+    this.searchResult = null;  // {index, box, pending} of the host's findSimilar (its status line)
     this.build();
     shell.subscribe((s) => {
       for (const b of this.blocks.children) b.classList.toggle("al-off", !s.heads.has(+b.dataset.head));
@@ -24,7 +25,7 @@ export class HeadView {
     this.blocks = h("div", { class: "al-heads", title: "Click: show / hide a head. Double-click: only this head." });
     for (let head = 0; head < H; head++) {
       const block = h("button", { type: "button", class: "al-head", "data-head": String(head), title: `head ${head}`,
-        style: `background:${headColor(head, H)}`, text: String(head) });
+        style: `background:${headColor(head)}`, text: String(head) });
       let timer = null;
       block.addEventListener("click", () => {
         clearTimeout(timer);
@@ -37,7 +38,11 @@ export class HeadView {
     const threshold = h("input", { type: "range", min: "0", max: "0.5", step: "0.01", value: String(shell.state.threshold),
       "aria-label": "Hide lines below this weight" });
     const thresholdText = h("span", { class: "al-num", text: fmt(shell.state.threshold, 2) });
-    threshold.addEventListener("input", () => { thresholdText.textContent = fmt(+threshold.value, 2); shell.setState({ threshold: +threshold.value }); });
+    threshold.addEventListener("input", () => shell.setState({ threshold: +threshold.value }));
+    shell.subscribe((s) => {  // the slider follows the state (a host may set it, e.g. from its URL)
+      if (+threshold.value !== s.threshold) threshold.value = String(s.threshold);
+      thresholdText.textContent = fmt(s.threshold, 2);
+    });
     this.info = h("div", { class: "al-info" });
     this.canvas = h("canvas", { class: "al-head-canvas" });
     this.canvas.addEventListener("mousemove", (e) => this.pointer(e, false));
@@ -96,7 +101,7 @@ export class HeadView {
 
   async draw() {
     const gen = ++this.generation;
-    const shell = this.shell, { T, H } = shell.data, s = shell.state, tokens = shell.tokens;
+    const shell = this.shell, { T } = shell.data, s = shell.state, tokens = shell.tokens;
     const t0 = performance.now();
     const att = await shell.data.attention(s.layer);
     shell.el.dataset.headComputeMs = (performance.now() - t0).toFixed(1);
@@ -133,7 +138,7 @@ export class HeadView {
           lines++;
         }
       }
-      ctx.strokeStyle = headColor(head, H);
+      ctx.strokeStyle = headColor(head);
       for (let b = 1; b <= steps; b++) if (used[b]) { ctx.globalAlpha = b / steps; ctx.stroke(paths[b]); }
     }
     ctx.globalAlpha = 1;
@@ -142,7 +147,7 @@ export class HeadView {
     if (sel && sel.side === "query" && heads.length) {
       const stripe = lay.col / heads.length;
       heads.forEach((head, n) => {
-        ctx.fillStyle = headColor(head, H);
+        ctx.fillStyle = headColor(head);
         const off = (head * T + sel.index) * T;
         for (let j = 0; j < T; j++) {
           if (!colsOk[j]) continue;
@@ -173,32 +178,101 @@ export class HeadView {
   }
 
   renderInfo(sel) {
-    const info = [];
+    const info = [], shell = this.shell;
+    if (this.maskResult && sel && sel.index !== this.maskResult.index) this.maskResult = null;  // another token: drop the old prediction
     if (sel) {
-      const token = this.shell.tokens[sel.index];
-      info.push(h("span", { text: `${sel.side === "query" ? "Attention from" : "Attention to"} #${sel.index} \u201c${token}\u201d${this.shell.state.pinned ? " (pinned; click again to release)" : ""}` }));
-      if (typeof this.shell.actions.maskToken === "function") {
-        info.push(h("button", { type: "button", class: "al-mask", text: "Mask this token",
-          onclick: () => this.maskToken(sel.index) }));
+      const token = shell.tokens[sel.index];
+      info.push(h("span", { text: `${sel.side === "query" ? "Attention from" : "Attention to"} #${sel.index} \u201c${token}\u201d${shell.state.pinned ? " (pinned; click again to release)" : ""}` }));
+      const offer = this.maskOffer(sel.index);
+      if (offer) {
+        const pending = this.maskResult && this.maskResult.pending;
+        info.push(h("button", { type: "button", class: "al-mask", text: offer, "data-index": String(sel.index),
+          ...(pending ? { disabled: "" } : {}), onclick: () => this.maskToken(sel.index) }));
       }
     } else {
       info.push(h("span", { class: "al-muted", text: "Hover a token to see only its attention; click to pin it. Left: queries, right: keys." }));
     }
-    if (this.maskResult) info.push(this.maskResult);
+    if (sel && this.searchOffered(sel.index)) {
+      const { layer, head } = this.searchTarget();
+      const pending = this.searchResult && this.searchResult.pending;
+      info.push(h("button", { type: "button", class: "al-search", text: `Find similar contexts (layer ${layer} head ${head})`,
+        "data-index": String(sel.index), "data-layer": String(layer), "data-head": String(head),
+        title: "The corpus contexts where this head behaves most like it does on this token",
+        ...(pending ? { disabled: "" } : {}), onclick: () => this.findSimilar(sel.index, { layer, head }) }));
+    }
+    if (this.maskResult) info.push(this.maskResult.box);
+    const pinned = shell.state.pinned;
+    if (this.searchResult && pinned && pinned.index !== this.searchResult.index) this.searchResult = null;  // another token pinned
+    if (this.searchResult) info.push(this.searchResult.box);
     this.info.replaceChildren(...info);
   }
 
-  /** The host's maskToken action for token `index`; its predictions below the info line. */
+  /** Whether "Find similar contexts" is offered for token `index`: a host findSimilar action (the web app has
+   *  one, a standalone page none) and a text token (the search indexes no [CLS]/[SEP]). */
+  searchOffered(index) {
+    const shell = this.shell;
+    return typeof shell.actions.findSimilar === "function" && !shell.data.meta.special[index];
+  }
+
+  /** The head a search is for: the one visible head, else the current head (a double-click on a head picks it). */
+  searchTarget() {
+    const s = this.shell.state;
+    return { layer: s.layer, head: s.heads.size === 1 ? [...s.heads][0] : s.head };
+  }
+
+  /** The host's findSimilar action for token `index` and {layer, head}; the host shows the contexts (its panel),
+   *  the head view a status line: the action's {text} or its one error. */
+  async findSimilar(index, target = this.searchTarget()) {
+    if (this.searchResult && this.searchResult.pending) return;  // one request at a time
+    const box = h("div", { class: "al-search-result", "data-index": String(index),
+      text: `Searching for contexts like #${index} “${this.shell.tokens[index]}”…` });
+    const entry = (this.searchResult = { index, box, pending: true });
+    this.renderInfo(this.shell.selection());
+    try {
+      const result = await this.shell.actions.findSimilar(index, target);
+      if (this.searchResult !== entry) return;
+      box.textContent = (result && result.text) || "";
+    } catch (err) {
+      if (this.searchResult !== entry) return;
+      box.classList.add("al-error");
+      box.textContent = `Could not search: ${err && err.message ? err.message : err}`;
+    } finally {
+      entry.pending = false;
+      if (this.searchResult === entry) this.renderInfo(this.shell.selection());
+    }
+  }
+
+  /** The mask button's text for token `index`, or null where masking cannot work: no host action, or a
+   *  special token ([CLS], [SEP]). A piece of a split word offers its whole word (the host masks every piece). */
+  maskOffer(index) {
+    const shell = this.shell, meta = shell.data.meta;
+    if (typeof shell.actions.maskToken !== "function" || meta.special[index]) return null;
+    const word = meta.word_ids ? meta.word_ids[index] : -1;
+    const pieces = word >= 0 ? meta.word_ids.filter((w) => w === word).length : 1;
+    return pieces > 1 ? `Mask this word (${pieces} pieces)` : "Mask this token";
+  }
+
+  /** The host's maskToken action for token `index`; its predictions (or its one error) below the info line.
+   *  The action returns {title?, items} or, for several masked positions, {groups: [{title, items}, ...]}. */
   async maskToken(index) {
-    const box = h("div", { class: "al-mask-result", text: `Predicting #${index}\u2026` });
-    this.maskResult = box;
+    if (this.maskResult && this.maskResult.pending) return;  // one request at a time
+    const box = h("div", { class: "al-mask-result", "data-index": String(index), text: `Predicting #${index}\u2026` });
+    const entry = (this.maskResult = { index, box, pending: true });
     this.renderInfo(this.shell.selection());
     try {
       const result = await this.shell.actions.maskToken(index);
-      box.replaceChildren(h("strong", { text: result.title || `Predictions for #${index} \u201c${this.shell.tokens[index]}\u201d: ` }));
-      for (const item of result.items || []) box.append(h("span", { class: "al-pred", text: `${item.label} ${fmt(+item.value, 3)}` }));
+      if (this.maskResult !== entry) return;  // another token was chosen meanwhile
+      const groups = result.groups || [{ title: result.title, items: result.items }];
+      box.replaceChildren(...groups.map((group, n) => h("div", { class: "al-mask-group" },
+        h("strong", { text: group.title || (n ? "" : `Predictions for #${index} \u201c${this.shell.tokens[index]}\u201d: `) }),
+        ...(group.items || []).map((item) => h("span", { class: "al-pred", text: `${item.label} ${fmt(+item.value, 3)}` })))));
     } catch (err) {
+      if (this.maskResult !== entry) return;
+      box.classList.add("al-error");
       box.textContent = `Could not predict: ${err && err.message ? err.message : err}`;
+    } finally {
+      entry.pending = false;
+      if (this.maskResult === entry) this.renderInfo(this.shell.selection());
     }
   }
 }

@@ -8,8 +8,10 @@
 //   el, data (CaptureData), tokens, actions, views, state (read it; change it via setState),
 //   setState(patch), show(view), subscribe(fn), stateSelect(key, options, label, parse), layerSelect(),
 //   filterControl(), allowed(which), selection(), tooltip (dom.js Tooltip), markDrawn(view), fail(err)
-// Hosts get the shell from createView() (also as `el.attnlens`): state, setState, show, data,
-// tokens, el, dispose(), and for tests layout / headCanvas / modelGeo / neuronCellCenter().
+// Hosts get the shell from createView() (also as `el.attnlens`): state, setState, show, subscribe,
+// setTheme, maskToken(index), findSimilar(index, {layer, head}), data, tokens, el, dispose(), and for tests layout / headCanvas /
+// modelGeo / neuronCellCenter(). Options: views, layer, head, heads, query, theme (a standalone
+// page also reads them from its #hash, see hashOptions).
 
 import { CaptureData, FILTERS, filterMask, firstWordToken, sourceFromDocument, sourceFromModel } from "./data.js";
 import { Tooltip, h, select } from "./dom.js";
@@ -41,6 +43,26 @@ function clampInt(value, lo, hi, fallback) {
   return Math.min(hi, Math.max(lo, v));
 }
 
+/** The visible heads: options.heads (indices) where it names any valid head, else all H. */
+function headSet(wanted, H) {
+  const valid = Array.isArray(wanted) ? wanted.filter((x) => Number.isInteger(x) && x >= 0 && x < H) : [];
+  return new Set(valid.length ? valid : [...Array(H).keys()]);
+}
+
+/** Options from a page's location hash: "#model" (a view first) and/or "layer=1&head=2&heads=2,5&query=3&theme=dark",
+ *  joined by "&" ("#head&heads=2" opens the head view with only head 2 shown). Unknown parts are ignored. */
+export function hashOptions(hash, views) {
+  const options = {};
+  for (const part of (hash || "").replace(/^#/, "").split("&")) {
+    const [key, value] = part.split("=", 2);
+    if (value === undefined) { if (views.includes(key)) options.view = key; continue; }
+    if (["layer", "head", "query"].includes(key) && /^\d+$/.test(value)) options[key] = Number(value);
+    else if (key === "heads" && /^\d+(,\d+)*$/.test(value)) options.heads = value.split(",").map(Number);
+    else if (key === "theme" && (value === "light" || value === "dark")) options.theme = value;
+  }
+  return options;
+}
+
 class AttnlensView {
   constructor(el, source, options = {}) {
     this.el = el;
@@ -53,7 +75,7 @@ class AttnlensView {
     this.views = (options.views || Object.keys(VIEW_TYPES)).filter((v) => v in VIEW_TYPES);
     this.store = createStore({
       view: this.views[0], layer: clampInt(options.layer, 0, L - 1, 0), head: clampInt(options.head, 0, H - 1, 0),
-      query: clampInt(options.query, 0, T - 1, firstWordToken(meta)), heads: new Set([...Array(H).keys()]),
+      query: clampInt(options.query, 0, T - 1, firstWordToken(meta)), heads: headSet(options.heads, H),
       filter: "all", threshold: T > 64 ? 0.02 : 0, hover: null, pinned: null,
       theme: options.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"),
     });
@@ -116,6 +138,12 @@ class AttnlensView {
   show(view) { this.setState({ view }); }
 
   setTheme(theme) { this.setState({ theme }); }
+
+  /** Run the host's maskToken action for token `index` as the head view's button does (a host restoring it). */
+  maskToken(index) { return this.parts.head ? this.parts.head.maskToken(index) : Promise.resolve(); }
+
+  /** Run the host's findSimilar action for token `index` (and {layer, head}) as the head view's button does. */
+  findSimilar(index, target) { return this.parts.head ? this.parts.head.findSimilar(index, target) : Promise.resolve(); }
 
   /** The hovered or pinned token ({side: "query"|"key", index}), or null. */
   selection() { return this.state.pinned || this.state.hover; }
@@ -187,9 +215,11 @@ export function bootInline(doc = document) {
     root.setAttribute("data-attnlens-booted", "");
     const mount = root.querySelector(".attnlens-mount");
     const options = JSON.parse(root.querySelector('script[type="application/json"][data-attnlens="options"]')?.textContent || "{}");
-    const wanted = doc.location ? doc.location.hash.slice(1) : "";  // page.html#model opens the model view first
     const views = options.views || Object.keys(VIEW_TYPES);
-    if (views.includes(wanted)) options.views = [wanted, ...views.filter((v) => v !== wanted)];
+    // page.html#model opens the model view first; #heads=2 shows only head 2 (see hashOptions)
+    const { view: wanted, ...fromHash } = hashOptions(doc.location ? doc.location.hash : "", views);
+    Object.assign(options, fromHash);
+    if (wanted) options.views = [wanted, ...views.filter((v) => v !== wanted)];
     try {
       createView(mount, sourceFromDocument(root), options);
     } catch (err) {
