@@ -41,6 +41,8 @@ VIEWS = "tests/integration/test_views.py::"
 DOM_JS = "src/attnlens/views/static/src/dom.js"
 APP_JS = "src/attnlens/server/static/app.js"
 SERVICE = "src/attnlens/server/service.py"
+TRAINER = "src/attnlens/pretraining/trainer.py"
+CHECKS = "tests/integration/test_pretraining_checks.py::"
 
 # ---------------------------------------------------------------------------------------- the table
 MUTATIONS: list[Mutation] = [
@@ -194,6 +196,34 @@ MUTATIONS: list[Mutation] = [
              "return [m.describe(limits.max_tokens) for m in served.values()][99:][0]",
              ("tests/integration/test_server_fuzz.py::test_no_server_errors[GET /api/models]",),
              "the fuzz test fails when a route raises (IndexError -> 500)"),
+    # -- issue 17.1-17.4: pretraining (resume, RNG, masker, DDP) and the evaluation's accuracies
+    Mutation("resume-restarts-from-step-0", TRAINER,
+             "resume_from = found[-1][1] if found else None", "resume_from = None",
+             (CHECKS + "test_resume_starts_at_the_checkpoint_and_restores_the_rng[tiny]",),
+             "17.1: --resume silently retrains from step 0 (same final weights: training is deterministic)"),
+    Mutation("resume-skips-the-rng", TRAINER,
+             'torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))', "pass",
+             (CHECKS + "test_resume_starts_at_the_checkpoint_and_restores_the_rng[mini]",),
+             "17.2: a resumed run with dropout draws other dropout masks than an uninterrupted one"),
+    Mutation("masker-may-mask-pad-mask-unk", TRAINER,
+             "tuple(sorted(set(tok.all_special_ids)))", "(tok.cls_token_id, tok.sep_token_id)",
+             (CHECKS + "test_trainer_batches_mask_at_the_configured_rate_never_specials_fresh_every_step",),
+             "17.3: [PAD]/[MASK]/[UNK] can be chosen as masked-LM targets"),
+    Mutation("masker-rate-hard-coded", TRAINER, "self.config.mask_prob)", "0.15)",
+             (CHECKS + "test_trainer_batches_mask_at_the_configured_rate_never_specials_fresh_every_step",),
+             "17.3: --mask-prob is ignored"),
+    Mutation("masker-same-positions-every-step", "src/attnlens/pretraining/data.py",
+             "seed_for(self.seed, 2, step)", "seed_for(self.seed, 2)",
+             (CHECKS + "test_trainer_batches_mask_at_the_configured_rate_never_specials_fresh_every_step",),
+             "17.3: every step masks the same positions"),
+    Mutation("ddp-loss-not-divided-by-world", TRAINER,
+             "mlm_norm / self.dist.world, cfg.batch_size / self.dist.world)", "mlm_norm, cfg.batch_size)",
+             (CHECKS + "test_ddp_averages_gradients_of_the_global_batch",),
+             "17.4: DDP sums instead of averaging the global batch's gradients"),
+    Mutation("eval-mask-accuracy-counts-every-chosen-position", "src/attnlens/pretraining/objective.py",
+             "kinds = (shown == self.mask_id,", "kinds = (shown == shown,",
+             (CHECKS + "test_evaluation_accuracies_match_an_independent_computation",),
+             "the headline MLM accuracy at [MASK] counts kept and random-replaced positions too"),
 ]
 # ------------------------------------------------------------------------------------ end of the table
 
