@@ -206,9 +206,6 @@ def _shipped():
     return folder, run, evals
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped checkpoint was trained on the corpus of commit 05e0332 (3,925 / "
-                   "175 documents); a retraining on today's corpus within the hour did not beat it (README, "
-                   "Pretraining). Strict: shipping a checkpoint of today's corpus makes this pass, then drop the mark")
 def test_shipped_run_json_split_matches_the_corpus():
     from attnlens import corpus as corpora
     from attnlens.pretraining.data import fingerprint
