@@ -82,3 +82,14 @@ def probe(browser):
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     yield PageProbe(page)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def browser_thread():
+    """Chromium on its own thread, for the web-app tests (the views' tests keep a session-wide
+    Playwright on the main one, and Playwright's sync API cannot run twice on one thread)."""
+    from server_helpers import BrowserThread
+
+    thread = BrowserThread(require_browser(), CHROMIUM_ARGS)
+    yield thread
+    thread.close()

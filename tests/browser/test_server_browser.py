@@ -15,10 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from attnlens.views.browser import CHROMIUM_ARGS
-from browser_fixtures import require_browser
 from conftest import PAIR
-from server_helpers import BrowserThread, save_tiny_mlm
+from server_helpers import save_tiny_mlm
 from views_helpers import HTML_TOKEN
 
 pytest.importorskip("fastapi")
@@ -96,14 +94,6 @@ class AppProbe:
 
     def offsite(self):
         return [u for u in self.requests if not u.startswith(self.base)]
-
-
-@pytest.fixture(scope="module")
-def browser_thread():
-    """Chromium on its own thread (the views' tests keep a session-wide Playwright on the main one)."""
-    thread = BrowserThread(require_browser(), CHROMIUM_ARGS)
-    yield thread
-    thread.close()
 
 
 @pytest.fixture

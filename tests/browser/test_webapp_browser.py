@@ -18,10 +18,8 @@ from urllib.parse import quote
 
 import pytest
 
-from attnlens.views.browser import CHROMIUM_ARGS
-from browser_fixtures import require_browser
 from conftest import PAIR, tiny_model
-from server_helpers import BrowserThread, save_tiny_mlm
+from server_helpers import save_tiny_mlm
 
 pytest.importorskip("fastapi")
 
@@ -150,13 +148,6 @@ class AppProbe:
 
     def offsite(self):
         return [u for u in self.requests if not u.startswith(self.base)]
-
-
-@pytest.fixture(scope="module")
-def browser_thread():
-    thread = BrowserThread(require_browser(), CHROMIUM_ARGS)
-    yield thread
-    thread.close()
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ from urllib.parse import quote
 
 import pytest
 
-from attnlens.views.browser import CHROMIUM_ARGS
-from browser_fixtures import require_browser
 from conftest import tiny_model
-from server_helpers import BrowserThread, save_tiny_mlm
+from server_helpers import save_tiny_mlm
 from views_helpers import HTML_TOKEN
 
 pytest.importorskip("fastapi")
@@ -60,13 +58,6 @@ def server(tmp_path_factory):
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-
-
-@pytest.fixture(scope="module")
-def browser_thread():
-    thread = BrowserThread(require_browser(), CHROMIUM_ARGS)
-    yield thread
-    thread.close()
 
 
 def watch(page, base=None):
