@@ -24,10 +24,10 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-import attnlens  # noqa: E402
-from attnlens.capturing import forward_attention  # noqa: E402
+import attnlens
+from attnlens.capturing import forward_attention
 
 SHAPES = ((1, 128), (32, 128), (1, 512))
 

@@ -49,8 +49,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
 
 def rates(tokens: int, start: float, ends: list[float], steps: int) -> tuple[float, float]:
@@ -233,7 +233,7 @@ def main() -> None:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     try:
-        import accelerate  # noqa: F401
+        import accelerate  # noqa: F401  (only: is accelerate installed?)
     except ImportError:
         sys.exit("bench_pretrain needs accelerate for the Hugging Face Trainer: pip install 'attnlens[bench]'")
     import transformers

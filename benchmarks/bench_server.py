@@ -29,9 +29,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import attnlens  # noqa: E402
-from attnlens.server.loadgen import LoadResult, run_load, two_sentences  # noqa: E402
-from attnlens.views.payload import build_payload  # noqa: E402
+import attnlens
+from attnlens.server.loadgen import LoadResult, run_load, two_sentences
+from attnlens.views.payload import build_payload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def main() -> None:
     if args.quick:
         args.seconds = 4.0
 
-    import torch  # noqa: PLC0415
+    import torch
 
     torch.set_num_threads(args.threads)
     lm = attnlens.load_model()

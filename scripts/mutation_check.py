@@ -226,15 +226,16 @@ MUTATIONS: list[Mutation] = [
              "the headline MLM accuracy at [MASK] counts kept and random-replaced positions too"),
 ]
 # ------------------------------------------------------------------------------------ end of the table
+# (the imports follow the table on purpose: the table is what a reader opens this file for)
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import xml.etree.ElementTree as ET  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -22,7 +22,7 @@ def require_browser() -> str:
         missing = "chromium is not installed (Debian: apt-get install chromium; `make browser` does it as root)"
     else:
         try:
-            import playwright.sync_api  # noqa: F401
+            import playwright.sync_api  # noqa: F401  (only: is playwright installed?)
         except ImportError:
             missing = "the playwright Python package is not installed (pip install -e '.[test]')"
     if missing is not None:

@@ -99,11 +99,11 @@ class BrowserThread:
                     fn, box, done = job
                     try:
                         box["value"] = fn(browser)
-                    except BaseException as exc:  # noqa: BLE001
+                    except BaseException as exc:  # noqa: BLE001  (handed to the calling thread)
                         box["error"] = exc
                     done.set()
                 browser.close()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001  (handed to the calling thread)
             self._error = exc
             self._ready.set()
 

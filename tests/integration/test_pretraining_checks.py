@@ -18,7 +18,7 @@ from attnlens.pretraining.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pretraining import ENV, final_weights, synth_documents, vocab_file, write_corpus  # noqa: E402
+from test_pretraining import ENV, final_weights, synth_documents, vocab_file, write_corpus
 
 
 class _Killed(Exception):

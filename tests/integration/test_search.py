@@ -37,7 +37,7 @@ def test_index_round_trip_and_sampling(tmp_path, default_model):
 def test_cli_search(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from attnlens.cli import commands  # noqa: F401
+    from attnlens.cli import commands  # noqa: F401  (registers the commands)
     from attnlens.cli.app import app
 
     corpus = tmp_path / "docs.txt"

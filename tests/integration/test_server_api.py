@@ -11,17 +11,17 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-import torch  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
+import torch
+from fastapi.testclient import TestClient
 
-from attnlens import capture  # noqa: E402
-from attnlens.pretraining.predict import has_mlm_head  # noqa: E402
-from attnlens.server import Limits, create_app  # noqa: E402
-from attnlens.server.limits import InferenceQueue, LimitError  # noqa: E402
-from attnlens.server.models import load_served_model  # noqa: E402
-from attnlens.server.service import head_difference  # noqa: E402
-from conftest import PAIR, tiny_model  # noqa: E402
-from server_helpers import decode_fetched, in_thread, save_tiny_mlm  # noqa: E402
+from attnlens import capture
+from attnlens.pretraining.predict import has_mlm_head
+from attnlens.server import Limits, create_app
+from attnlens.server.limits import InferenceQueue, LimitError
+from attnlens.server.models import load_served_model
+from attnlens.server.service import head_difference
+from conftest import PAIR, tiny_model
+from server_helpers import decode_fetched, in_thread, save_tiny_mlm
 
 
 @pytest.fixture(scope="module")
@@ -449,7 +449,7 @@ def test_described_d_head_follows_the_family():
 def test_serve_cli_refuses_remote_host_without_flag():
     from typer.testing import CliRunner
 
-    from attnlens.cli import commands  # noqa: F401
+    from attnlens.cli import commands  # noqa: F401  (registers the commands)
     from attnlens.cli.app import app
     from attnlens.cli.serve import is_loopback
 

@@ -12,12 +12,12 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("fastapi")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
 
-from attnlens.server import Limits, create_app  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from server_helpers import save_tiny_mlm  # noqa: E402
+from attnlens.server import Limits, create_app
+from conftest import tiny_model
+from server_helpers import save_tiny_mlm
 
 FUZZ_EXAMPLES = 20
 # Every operation of the schema (test_every_operation_is_fuzzed keeps this list complete).

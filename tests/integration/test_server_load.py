@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from attnlens.server import Limits, create_app  # noqa: E402
-from attnlens.server.loadgen import run_load  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from server_helpers import in_thread  # noqa: E402
+from attnlens.server import Limits, create_app
+from attnlens.server.loadgen import run_load
+from conftest import tiny_model
+from server_helpers import in_thread
 
 CLIENTS = 32
 SECONDS = 10.0

@@ -8,13 +8,13 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-import torch  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
+import torch
+from fastapi.testclient import TestClient
 
-from attnlens.pretraining.predict import shipped_checkpoint  # noqa: E402
-from attnlens.server import create_app  # noqa: E402
-from attnlens.server.models import load_served_model  # noqa: E402
-from server_helpers import save_tiny_mlm  # noqa: E402
+from attnlens.pretraining.predict import shipped_checkpoint
+from attnlens.server import create_app
+from attnlens.server.models import load_served_model
+from server_helpers import save_tiny_mlm
 
 ISSUE_TEXT = "The [MASK] module provides functions for working with files."
 

@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from attnlens.server import Limits, create_app  # noqa: E402
-from attnlens.server.searching import ContextSearch  # noqa: E402
-from conftest import tiny_model  # noqa: E402
+from attnlens.server import Limits, create_app
+from attnlens.server.searching import ContextSearch
+from conftest import tiny_model
 
 SENTENCES = ["I went to the store.", "At the store, I bought fresh strawberries.", "The cat saw a dog.",
              "She reads the book in the garden.", "Python 3.11.2 was released."]

@@ -16,11 +16,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from attnlens.server import create_app  # noqa: E402
-from conftest import tiny_model  # noqa: E402
-from server_helpers import save_tiny_mlm  # noqa: E402
+from attnlens.server import create_app
+from conftest import tiny_model
+from server_helpers import save_tiny_mlm
 
 ROOT = Path(__file__).resolve().parents[2]
 EVIL_HTML = "<!DOCTYPE html><script>fetch('/api/capture', {method: 'POST', body: '{}'})</script>"
@@ -261,7 +261,7 @@ def test_serve_answers_only_its_own_hosts(tmp_path):
 def test_serve_refuses_a_bad_allow_host():
     from typer.testing import CliRunner
 
-    from attnlens.cli import commands  # noqa: F401
+    from attnlens.cli import commands  # noqa: F401  (registers the commands)
     from attnlens.cli.app import app
 
     r = CliRunner().invoke(app, ["serve", "--port", "0", "--allow-host", "not a name"])

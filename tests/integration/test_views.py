@@ -169,7 +169,7 @@ def test_cli_view_writes_the_page(tmp_path, default_model):
 
     from attnlens.cli import (
         app,
-        commands,  # noqa: F401
+        commands,  # noqa: F401  (registers the commands)
     )
     out = tmp_path / "v.html"
     result = CliRunner().invoke(app, ["view", *PAIR, "-o", str(out), "--text", "model"])
