@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 from conftest import default_tokenizer, tiny_config
 
@@ -122,3 +130,33 @@ class BrowserThread:
     def close(self):
         self._jobs.put(None)
         self._thread.join(30)
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@contextmanager
+def running_server(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 180.0):
+    """`attnlens serve --port 0 ARGS` in its own process (this checkout's src first on the path);
+    yields the URL it prints once it listens, and always stops it."""
+    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    try:
+        url, lines, deadline = None, [], time.monotonic() + timeout
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            found = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
+            url = found.group(1) if found else None
+        if url is None:
+            pytest.fail("attnlens serve did not start: " + "".join(lines)[-2000:])
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

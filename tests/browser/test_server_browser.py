@@ -5,23 +5,16 @@ reload from a shared URL; no console error, no request to any other host."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from conftest import PAIR
-from server_helpers import save_tiny_mlm
+from server_helpers import running_server, save_tiny_mlm
 from views_helpers import HTML_TOKEN
 
 pytest.importorskip("fastapi")
 
-ROOT = Path(__file__).resolve().parents[2]
 INJECTION = "</script><img src=x onerror=alert(1)>"
 HTML_FOLDER = "<img src=x onerror=alert(9)>"  # a folder name that is a tag (no "/" in it): a model, a results folder
 MARKUP = "img, svg, b, i, iframe, object, embed, script:not([src])"  # elements the app never makes itself
@@ -42,31 +35,9 @@ def server(tmp_path_factory):
     results.mkdir(parents=True)
     (results / "scores.json").write_text(json.dumps({"heads": []}))
     (results / "report.html").write_text("<!DOCTYPE html><title>atlas demo</title><p>report</p>")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", "--model", "default",
-                             "--model", str(mlm), "--model", str(html_mlm), "--results", str(tmp / "results")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
-    url = None
-    deadline = time.monotonic() + 180
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("attnlens serve did not start: " + "".join(lines)[-2000:])
-    yield {"url": url, "mlm": str(mlm), "html_mlm": str(html_mlm)}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    args = ["--model", "default", "--model", str(mlm), "--model", str(html_mlm), "--results", str(tmp / "results")]
+    with running_server(args, cwd=tmp) as url:
+        yield {"url": url, "mlm": str(mlm), "html_mlm": str(html_mlm)}
 
 
 class AppProbe:

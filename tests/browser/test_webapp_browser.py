@@ -7,11 +7,7 @@ one colour per head index across models, the favicon and the API docs under thei
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-import time
 import zlib
 from pathlib import Path
 from urllib.parse import quote
@@ -19,11 +15,10 @@ from urllib.parse import quote
 import pytest
 
 from conftest import PAIR, tiny_model
-from server_helpers import save_tiny_mlm
+from server_helpers import running_server, save_tiny_mlm
 
 pytest.importorskip("fastapi")
 
-ROOT = Path(__file__).resolve().parents[2]
 CORNER = "c => { const r = c.getBoundingClientRect(); return {x: r.left, y: r.top}; }"
 ISSUE_TEXT = "The [MASK] module provides functions for working with files."
 SPLIT_TEXT = "I bought fresh strawberries."  # [CLS] i bought fresh straw ##berries . [SEP]
@@ -85,29 +80,9 @@ def server(tmp_path_factory):
     (results / "sent" / "evil.html").write_text(EVIL)
     (results / "sent" / "evil.svg").write_text(EVIL_SVG)
     shipped = str(shipped_checkpoint())
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", "--model", "default",
-                             "--model", shipped, "--model", str(mlm), "--results", str(results)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
-    url, lines, deadline = None, [], time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("attnlens serve did not start: " + "".join(lines)[-2000:])
-    yield {"url": url, "mlm": str(mlm), "shipped": shipped}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    args = ["--model", "default", "--model", shipped, "--model", str(mlm), "--results", str(results)]
+    with running_server(args, cwd=tmp) as url:
+        yield {"url": url, "mlm": str(mlm), "shipped": shipped}
 
 
 class AppProbe:

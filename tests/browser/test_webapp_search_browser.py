@@ -5,23 +5,16 @@ an HTML tag runs no script; a standalone page (no server) does not offer the sea
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from conftest import tiny_model
-from server_helpers import save_tiny_mlm
+from server_helpers import running_server, save_tiny_mlm
 from views_helpers import HTML_TOKEN
 
 pytest.importorskip("fastapi")
 
-ROOT = Path(__file__).resolve().parents[2]
 EVIL = f"{HTML_TOKEN} went to the store"  # HTML_TOKEN is one token of the served model
 CORPUS = ["I went to the store.", "The cat saw a dog.", EVIL + ".", "She reads the book in the garden.",
           "At the store, I bought fresh strawberries.", "Python 3.11.2 was released."]
@@ -34,30 +27,9 @@ def server(tmp_path_factory):
     model = save_tiny_mlm(tmp / "tiny-html", seed=1, extra_tokens=[HTML_TOKEN])
     corpus = tmp / "corpus.txt"
     corpus.write_text("\n".join(CORPUS) + "\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "ATTNLENS_CACHE": str(tmp / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", "--model", str(model),
-                             "--search-corpus", str(corpus), "--search-limit", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
-    url, lines, deadline = None, [], time.monotonic() + 180
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        m = re.search(r"on (http://127\.0\.0\.1:\d+/)", line)
-        if m:
-            url = m.group(1)
-            break
-    if url is None:
-        proc.kill()
-        pytest.fail("attnlens serve did not start: " + "".join(lines)[-2000:])
-    yield {"url": url, "model": str(model), "tmp": tmp}
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    args = ["--model", str(model), "--search-corpus", str(corpus), "--search-limit", "0"]
+    with running_server(args, cwd=tmp, env={"ATTNLENS_CACHE": str(tmp / "cache")}) as url:
+        yield {"url": url, "model": str(model), "tmp": tmp}
 
 
 def watch(page, base=None):
