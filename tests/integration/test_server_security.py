@@ -7,10 +7,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +16,8 @@ from fastapi.testclient import TestClient
 
 from attnlens.server import create_app
 from conftest import tiny_model
-from server_helpers import save_tiny_mlm
+from server_helpers import running_server, save_tiny_mlm
 
-ROOT = Path(__file__).resolve().parents[2]
 EVIL_HTML = "<!DOCTYPE html><script>fetch('/api/capture', {method: 'POST', body: '{}'})</script>"
 EVIL_SVG = "<svg xmlns='http://www.w3.org/2000/svg'><script>fetch('/api/models')</script></svg>"
 
@@ -207,20 +202,9 @@ def test_a_file_without_read_permission_is_404(client, results_dir):
 def test_serve_answers_only_its_own_hosts(tmp_path):
     """A real `attnlens serve --port 0 --allow-host`: the Host names it answers include the port it bound."""
     mlm = save_tiny_mlm(tmp_path / "tiny-mlm")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "serve", "--port", "0", "--model", str(mlm),
-                             "--allow-host", "mybox.test", "--allow-host", "proxy.test:8443", "--threads", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
-    try:
-        port, lines, deadline = None, [], time.monotonic() + 180
-        while time.monotonic() < deadline and port is None:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            m = re.search(r"on http://127\.0\.0\.1:(\d+)/", line)
-            port = int(m.group(1)) if m else None
-        assert port, "".join(lines)[-2000:]
+    args = ["--model", str(mlm), "--allow-host", "mybox.test", "--allow-host", "proxy.test:8443", "--threads", "1"]
+    with running_server(args, cwd=tmp_path) as url:
+        port = int(re.search(r":(\d+)/$", url).group(1))
 
         def request(host, method="GET", path="/api/models", body=None, headers=None):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -250,12 +234,6 @@ def test_serve_answers_only_its_own_hosts(tmp_path):
         assert status == 403
         assert request(f"127.0.0.1:{port}", "POST", "/api/capture", '{"text_a":"x"}',
                        {"Origin": f"http://127.0.0.1:{port}"})[0] == 200
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_serve_refuses_a_bad_allow_host():
