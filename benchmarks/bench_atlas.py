@@ -7,8 +7,9 @@ Prints, from one run:
 - peak RSS of the atlas at each corpus size, each measured in a fresh subprocess, and the
   growth over the RSS before scoring (target: flat in the corpus size).
 
-Peak RSS also counts glibc heap fragmentation from the varying batch shapes; run with
-MALLOC_MMAP_THRESHOLD_=131072 to see the atlas's own footprint (large arrays then go to mmap).
+Peak RSS would also count glibc heap fragmentation from the varying batch shapes; score_pairs
+fixes glibc's mmap threshold itself (analysis/heap.py), so large arrays go to mmap and are given
+back when freed (no MALLOC_MMAP_THRESHOLD_ needed in the environment).
 
 Usage: python benchmarks/bench_atlas.py [--pairs 500] [--sizes 1000,10000] [--batch-size 32]
 """

@@ -6,9 +6,12 @@ Two baselines, on the same token tensors, in the same process, runs interleaved:
 - eager + output_attentions: the same weights loaded with attn_implementation="eager" and
   called with output_attentions=True, what users otherwise run to get attention weights
   (it returns attention tensors only: no q/k, no numpy conversion).
-Timed on our side: "capture core" = forward with q/k hooks + attention recomputed + attention,
-q and k as float32 numpy arrays; "capture_batch" = that plus tokenization, batching and the
-per-input Capture objects. Prints, per shape, the median seconds and the ratios.
+Timed on our side: "capture core" = forward with the recorder's hooks, q and k as float32 numpy
+arrays (attention is recomputed from them only when asked for); "core+attn" = that plus the
+whole batch's attention materialised as numpy [B, L, H, T, T]; "capture_batch" = tokenization,
+batching, the forward and the per-input Capture objects (attention lazy); "batch+attn" = that
+plus every capture's `.attentions` read. Baseline "bare+tok" = tokenization + bare forward.
+Prints, per shape, the median seconds and the ratios.
 
     python benchmarks/bench_capture.py [--repeats 5] [--threads N] [--quick]
 
@@ -79,8 +82,9 @@ def main() -> None:
     eager = eager_model(lm)
     print(f"model {lm.name} ({lm.config._attn_implementation}; baseline 2: eager + output_attentions=True), "
           f"torch threads {torch.get_num_threads()}, median of {args.repeats}")
-    print(f"{'batch x tokens':>15} {'bare forward s':>15} {'capture core s':>15} {'ratio':>6} "
-          f"{'capture_batch s':>16} {'ratio':>6}   {'eager+attn s':>13} {'core/eager':>10} {'batch/eager':>11}")
+    print(f"{'batch x tokens':>15} {'bare s':>8} {'core s':>8} {'ratio':>6} {'core+attn':>10} {'ratio':>6} "
+          f"{'bare+tok s':>10} {'batch s':>8} {'ratio':>6} {'batch+attn':>10} {'ratio':>6}   "
+          f"{'eager+attn s':>12} {'core+attn/eager':>15}")
     for batch, tokens in SHAPES:
         texts = [text_of(lm, tokens, seed) for seed in range(batch)]
         enc = lm.tokenizer(texts, return_tensors="pt", padding=True)
@@ -94,18 +98,85 @@ def main() -> None:
                 out = eager(**enc, output_attentions=True)
             assert len(out.attentions) == lm.num_layers
 
-        def core(enc=enc):  # forward with hooks + attention recomputed + numpy arrays
+        def bare_tokenized(texts=texts):  # the user's own tokenization + forward
+            with torch.inference_mode():
+                lm.model(**lm.tokenizer(texts, return_tensors="pt", padding=True))
+
+        def core(enc=enc):  # forward with hooks, q/k as numpy (attention lazy)
             forward_attention(lm, enc)
 
-        def end_to_end(texts=texts, batch=batch):  # tokenization, batching and per-input Capture objects included
+        def core_attn(enc=enc):  # ... and the batch's attention materialised
+            forward_attention(lm, enc).attentions()
+
+        def end_to_end(texts=texts, batch=batch):  # tokenization, batching and per-input Capture objects
             attnlens.capture_batch(lm, texts, batch_size=batch)
 
-        t_bare, t_core, t_e2e, t_eager = median_times([bare, core, end_to_end, eager_attentions], args.repeats)
-        print(f"{f'{batch} x {tokens}':>15} {t_bare:>15.4f} {t_core:>15.4f} {t_core / t_bare:>5.2f}x "
-              f"{t_e2e:>16.4f} {t_e2e / t_bare:>5.2f}x   {t_eager:>13.4f} {t_core / t_eager:>9.2f}x "
-              f"{t_e2e / t_eager:>10.2f}x")
-    print("ratio = ours / bare sdpa forward (target <= 1.2x); core/eager and batch/eager = ours / eager forward "
-          "with output_attentions=True (below 1 = faster than eager)")
+        def end_to_end_attn(texts=texts, batch=batch):  # ... and every capture's attention read
+            for cap in attnlens.capture_batch(lm, texts, batch_size=batch):
+                assert cap.attentions.shape[-1] == len(cap.tokens)  # reading it computes it
+
+        t_bare, t_core, t_core_attn, t_bare_tok, t_e2e, t_e2e_attn, t_eager = median_times(
+            [bare, core, core_attn, bare_tokenized, end_to_end, end_to_end_attn, eager_attentions], args.repeats)
+        print(f"{f'{batch} x {tokens}':>15} {t_bare:>8.4f} {t_core:>8.4f} {t_core / t_bare:>5.2f}x "
+              f"{t_core_attn:>10.4f} {t_core_attn / t_bare:>5.2f}x {t_bare_tok:>10.4f} {t_e2e:>8.4f} "
+              f"{t_e2e / t_bare_tok:>5.2f}x {t_e2e_attn:>10.4f} {t_e2e_attn / t_bare_tok:>5.2f}x   "
+              f"{t_eager:>12.4f} {t_core_attn / t_eager:>14.2f}x")
+    print("core ratios are over the bare sdpa forward (target <= 1.1x), batch ratios over tokenization + bare forward "
+          "(target <= 1.2x); core+attn/eager = ours with attention materialised / eager forward with "
+          "output_attentions=True (below 1 = faster than eager)")
+    family_rows(args.repeats)
+
+
+# ---- one row per family: a small random model of each, capture vs its own bare forward (same run) ----
+FAMILY_SHAPE = (8, 128)  # batch x tokens
+SMALL = dict(vocab_size=30522, hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+             max_position_embeddings=514)
+
+
+def family_configs() -> dict:
+    """family -> a transformers config of a small random model (DeBERTa as v3 sets it; xlm: no entry, the fallback)."""
+    from transformers import BertConfig, DebertaV2Config, MPNetConfig, XLMConfig
+
+    return {
+        "bert": BertConfig(**SMALL),
+        "deberta-v2": DebertaV2Config(**SMALL, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                      position_buckets=256, share_att_key=True, norm_rel_ebd="layer_norm",
+                                      position_biased_input=False, type_vocab_size=0),
+        "mpnet": MPNetConfig(**SMALL),
+        "xlm (fallback)": XLMConfig(vocab_size=30522, emb_dim=256, n_layers=4, n_heads=4, max_position_embeddings=512),
+    }
+
+
+def family_rows(repeats: int) -> None:
+    from transformers import AutoModel
+
+    from attnlens.capturing import LoadedModel
+
+    tokenizer = attnlens.load_model().tokenizer
+    batch, tokens = FAMILY_SHAPE
+    print(f"\nper family: small random models (hidden 256, 4 layers), {batch} x {tokens} tokens, median of {repeats}")
+    print(f"{'family':>15} {'recorder':>18} {'bare s':>8} {'core s':>8} {'ratio':>6} {'core+attn':>10} {'ratio':>6}")
+    for family, config in family_configs().items():
+        torch.manual_seed(0)
+        lm = LoadedModel(AutoModel.from_config(config), tokenizer, name=family)
+        texts = [text_of(lm, tokens, seed) for seed in range(batch)]
+        enc = lm.tokenizer(texts, return_tensors="pt", padding=True)
+
+        def bare(lm=lm, enc=enc):
+            with torch.inference_mode():
+                lm.model(**{k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")})
+
+        def core(lm=lm, enc=enc):
+            forward_attention(lm, enc)
+
+        def core_attn(lm=lm, enc=enc):
+            forward_attention(lm, enc).attentions()
+
+        t_bare, t_core, t_attn = median_times([bare, core, core_attn], repeats)
+        print(f"{family:>15} {lm.spec.recorder:>18} {t_bare:>8.4f} {t_core:>8.4f} {t_core / t_bare:>5.2f}x "
+              f"{t_attn:>10.4f} {t_attn / t_bare:>5.2f}x")
+    print("ratio = ours / the same model's bare forward (default backend); the fallback's core includes the forward "
+          "with eager attention and output_attentions")
 
 
 if __name__ == "__main__":

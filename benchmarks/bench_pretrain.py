@@ -20,6 +20,10 @@ MLM head (a vocabulary-sized matmul) only at the ~15% masked positions, where th
   HF masked-positions loss     : HF Trainer whose compute_loss runs the encoder, gathers the masked
                                  positions and applies the MLM head only there (plus NSP), on attnlens's
                                  batches: the same computation as attnlens's trainer
+  bare loop (the limit)        : the same model (config and init seed) in a plain loop of forward (the
+                                 masked-positions loss) + backward + AdamW step + zero_grad over the very
+                                 same batches, all made before the clock starts: no data work, clipping,
+                                 lr schedule or logging; what this machine can do for this model
 
 Timed windows: attnlens's from the start of its timed train() call to the end of the last timed step
 (marked at the optimizer's zero_grad, its last call of a step), HF's from the end of the last warm-up
@@ -189,6 +193,31 @@ def huggingface(trainer_ours, workdir: Path, steps: int, warmup: int, variant: s
     return rates(tokens, marks[warmup], [marks[s] for s in range(warmup + 1, warmup + steps + 1)], steps)
 
 
+def bare_loop(trainer_ours, steps: int, warmup: int) -> tuple[float, float]:
+    """(window, median-step) tokens/s of forward + backward + optimizer step alone, on attnlens's batches."""
+    from transformers import BertForPreTraining
+
+    from attnlens.pretraining.config import bert_config
+
+    cfg, tok = trainer_ours.config, trainer_ours.tokenizer
+    torch.manual_seed(cfg.seed)
+    model = BertForPreTraining(bert_config(cfg.size, len(tok), tok.pad_token_id)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=cfg.adam_eps,
+                                  weight_decay=cfg.weight_decay)
+    batches = [_batch_dict(trainer_ours.stream.batch(s)) for s in range(warmup + steps)]  # before the clock
+    tokens = sum(int(b["attention_mask"].sum()) for b in batches[warmup:])
+    start, ends = 0.0, []
+    for i, inputs in enumerate(batches):
+        if i == warmup:
+            start = time.perf_counter()
+        masked_positions_loss(model, inputs).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if i >= warmup:
+            ends.append(time.perf_counter())
+    return rates(tokens, start, ends, steps)
+
+
 def loss_only(trainer_ours, repeats: int) -> tuple[float, float]:
     """Median ms of forward + backward on one attnlens batch: stock loss vs masked-positions loss."""
     from transformers import BertForPreTraining
@@ -243,7 +272,7 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()
     docs = load_documents("default", split="train")[: opts.docs]
-    variants = ("stock", "stock-ours", "masked")
+    variants = ("stock", "stock-ours", "masked", "bare")
     best = {k: (0.0, 0.0) for k in ("steps", *variants)}
     best_old = 0.0
 
@@ -261,6 +290,8 @@ def main() -> None:
                     old, steps_only = ours(trainer, opts.steps, opts.warmup)
                     best_old = max(best_old, old)
                     keep("steps", steps_only)
+                elif what == "bare":
+                    keep(what, bare_loop(trainer, opts.steps, opts.warmup))
                 else:
                     keep(what, huggingface(trainer, work, opts.steps, opts.warmup, what))
         stock_ms, masked_ms = loss_only(trainer, 5 if opts.quick else 10)
@@ -272,7 +303,8 @@ def main() -> None:
     labels = {"steps": "attnlens trainer, steps only",
               "stock": "HF Trainer, stock loss + MLM collator (old baseline)",
               "stock-ours": "HF Trainer, stock loss, attnlens batches",
-              "masked": "HF Trainer, masked-positions loss, attnlens batches"}
+              "masked": "HF Trainer, masked-positions loss, attnlens batches",
+              "bare": "bare forward+backward+AdamW loop, same batches (limit)"}
     for key, label in labels.items():
         print(f"{label:<58}: {best[key][0]:10,.0f}  {best[key][1]:11,.0f}")
     ours_w, ours_m = best["steps"]
@@ -287,6 +319,8 @@ def main() -> None:
     ratio("ratio       (attnlens steps only / HF stock, attnlens batches)", "stock-ours")
     ratio("fair ratio  (attnlens steps only / HF masked-positions loss)", "masked",
           " (same batches, same loss; target >= 1.0x)")
+    ratio("limit ratio (attnlens steps only / bare fwd+bwd+optimizer loop)", "bare",
+          " (1.0x = the trainer costs nothing beyond the model's own step)")
     print(f"forward+backward on one batch (model only, no optimizer; median of {5 if opts.quick else 10}): "
           f"stock loss {stock_ms:.0f} ms, masked-positions loss {masked_ms:.0f} ms ({stock_ms / masked_ms:.2f}x)")
 

@@ -11,9 +11,13 @@ in this process with the same torch threads, for the same kind of inputs:
   lock, as the server holds while capturing: the hooks are per model) and build_payload
   outside it, as the server's inference threads do.
 Prints p50 / p99 latency, requests/s, ratios to both baselines and CPU ms per request (CPU time
-of the process doing the work per completed request: the fairest figure on a shared machine).
+of the process doing the work per completed request: the fairest figure on a shared machine),
+then the issue-14 targets against the serial (one-at-a-time) library: 32 clients >= 1.2x its
+requests/s with 0 errors, 1 client p99 <= 1.3x its p99. With --rounds N every measurement runs N
+times, the order reversed in odd rounds, and the best of each is kept (on a shared machine a burst
+of someone else's load otherwise decides the ratio).
 
-    python benchmarks/bench_server.py [--seconds 20] [--workers 2] [--threads 1] [--quick]
+    python benchmarks/bench_server.py [--seconds 20] [--workers 2] [--threads 1] [--rounds 1] [--quick]
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="Duration of each measurement.")
     parser.add_argument("--workers", type=int, default=2, help="Server inference threads (and library threads).")
     parser.add_argument("--threads", type=int, default=1, help="Torch threads, the same for the library and server.")
+    parser.add_argument("--rounds", type=int, default=1, help="Measure everything this many times; keep the best.")
     parser.add_argument("--quick", action="store_true", help="--seconds 4")
     args = parser.parse_args()
     if args.quick:
@@ -124,22 +129,36 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     lm = attnlens.load_model()
-    serial = library_baseline(lm, args.seconds)
-    same = library_baseline(lm, args.seconds, args.workers)
     proc, url = start_server(args.workers, args.threads)
+    best: dict = {}
+
+    def keep(key, r: LoadResult) -> None:  # best of the rounds: most requests/s, and its own latencies
+        if key not in best or r.per_second > best[key].per_second:
+            best[key] = r
+
     try:
         run_load(url, 2, 3.0)  # warm-up
-        runs = {}
-        for clients in (1, 8, 32):
-            cpu0 = process_cpu_s(proc.pid)
-            runs[clients] = run_load(url, clients, args.seconds)
-            cpu1 = process_cpu_s(proc.pid)
-            runs[clients].cpu_s = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+        for rnd in range(max(1, args.rounds)):
+            order = ["serial", "same", 1, 8, 32]
+            for what in order if rnd % 2 == 0 else order[::-1]:
+                if what == "serial":
+                    keep(what, library_baseline(lm, args.seconds))
+                elif what == "same":
+                    keep(what, library_baseline(lm, args.seconds, args.workers))
+                else:
+                    cpu0 = process_cpu_s(proc.pid)
+                    r = run_load(url, what, args.seconds)
+                    cpu1 = process_cpu_s(proc.pid)
+                    r.cpu_s = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+                    keep(what, r)
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"capture + view data of two sentences ({attnlens.DEFAULT_MODEL}), {args.seconds:g} s each, "
-          f"{os.cpu_count()} CPUs, torch threads={args.threads}, server workers={args.workers}")
+    serial, same = best["serial"], best["same"]
+    runs = {clients: best[clients] for clients in (1, 8, 32)}
+    print(f"capture + view data of two sentences ({attnlens.DEFAULT_MODEL}), {args.seconds:g} s each, best of "
+          f"{max(1, args.rounds)} round(s), {os.cpu_count()} CPUs, torch threads={args.threads}, "
+          f"server workers={args.workers}, load average at the end {os.getloadavg()[0]:.1f}")
     print(f"{'':<28} {'':>6} {'':>7} {'':>8} {'':>8}  {'vs serial library':>17}  {'vs library, same workers':>24}"
           f"  {'':>6} {'':>10}")
     print(f"{'':<28} {'done':>6} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8}  {'req/s':>8} {'p50':>8}  {'req/s':>8} "
@@ -156,6 +175,18 @@ def main() -> None:
           " the server.")
     print(f"bytes of view data per request: {runs[1].bytes_received / max(1, runs[1].requests):,.0f} over HTTP "
           f"(payload buffers alone {serial.bytes_received / max(1, serial.requests):,.0f})")
+    print("targets against the library one at a time (serial):")
+    for clients, r in runs.items():
+        print(f"  server, {clients:>2} clients: {r.per_second:6.1f} req/s = {r.per_second / serial.per_second:5.2f}x "
+              f"the library's {serial.per_second:.1f}; p99 {r.percentile_ms(99):7.1f} ms = "
+              f"{r.percentile_ms(99) / serial.percentile_ms(99):5.2f}x the library's "
+              f"{serial.percentile_ms(99):.1f} ms; errors {sum(r.errors.values())}")
+    top, one = runs[32], runs[1]
+    met = top.per_second >= 1.2 * serial.per_second and not top.errors
+    print(f"  32 clients >= 1.2x the library's req/s with 0 errors: {top.per_second / serial.per_second:.2f}x, "
+          f"{sum(top.errors.values())} errors -> {'met' if met else 'NOT met'}")
+    ratio = one.percentile_ms(99) / serial.percentile_ms(99)
+    print(f"  1 client p99 <= 1.3x the library's p99: {ratio:.2f}x -> {'met' if ratio <= 1.3 else 'NOT met'}")
 
 
 if __name__ == "__main__":

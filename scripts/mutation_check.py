@@ -224,6 +224,18 @@ MUTATIONS: list[Mutation] = [
              "kinds = (shown == self.mask_id,", "kinds = (shown == shown,",
              (CHECKS + "test_evaluation_accuracies_match_an_independent_computation",),
              "the headline MLM accuracy at [MASK] counts kept and random-replaced positions too"),
+    Mutation("value-norms-wrong-head-slice-of-w-o", "src/attnlens/capturing/recorders.py",
+             "w = out_weight.double().view(out_weight.shape[0], num_heads, d).transpose(0, 1)",
+             "w = out_weight.double().view(num_heads, d, out_weight.shape[0]).transpose(1, 2)",
+             ("tests/integration/test_capture_values.py::test_value_norms_match_the_models_own_value_and_output_"
+              "projections",),
+             "value norms read W_O's rows instead of the head's columns: the value_norm lens is wrong"),
+    Mutation("lazy-attention-keeps-padding-keys", "src/attnlens/capturing/batcher.py",
+             "attentions = own(fwd._attentions[row, :, :, :n, :n])",
+             "attentions = own(fwd._attentions[row, :, :, :n, :n]) if n == fwd.mask.shape[1] else None",
+             ("tests/unit/test_lazy_attention.py::test_rows_cut_from_a_batch_whose_attention_was_computed_are_the_"
+              "models_own",),
+             "a capture cut from a batch whose attention was computed gets none (or the padded one)"),
 ]
 # ------------------------------------------------------------------------------------ end of the table
 # (the imports follow the table on purpose: the table is what a reader opens this file for)

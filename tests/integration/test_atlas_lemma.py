@@ -64,7 +64,7 @@ def test_without_a_parser_the_pattern_is_absent_and_scores_json_is_unchanged(wit
     plain = json.loads((tmp_path / "plain" / "scores.json").read_text())
     lemma = json.loads((tmp_path / "lemma" / "scores.json").read_text())
     assert set(plain) == set(lemma) == {"format", "model", "corpus", "level", "inputs", "skipped", "layers", "heads",
-                                        "definitions", "label_rule", "patterns", "labels", "meta"}
+                                        "definitions", "label_rule", "patterns", "labels", "meta", "causal"}
     assert list(plain["patterns"]) == list(PATTERN_NAMES) and plain["meta"] == {}
     assert set(lemma["patterns"]) == set(PATTERN_NAMES) | {"same_lemma"}
     assert lemma["patterns"]["same_lemma"]["definition"].startswith("Same lemma")

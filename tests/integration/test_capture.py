@@ -163,12 +163,15 @@ def test_bad_model_paths(tmp_path):
         attnlens.load_model(str(tmp_path))
 
 
-def test_unsupported_architecture_names_the_supported_ones(tmp_path):
-    from transformers import GPT2Config
+def test_an_architecture_without_an_entry_falls_back_instead_of_being_refused():
+    from transformers import PretrainedConfig, XLMConfig
 
-    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
-    with pytest.raises(AttnlensError, match=r"unsupported architecture 'gpt2'.*bert.*distilbert.*roberta"):
-        attnlens.load_model(str(tmp_path))
+    from attnlens.capturing import spec_for_config
+
+    spec = spec_for_config(XLMConfig(n_layers=1, emb_dim=8, n_heads=2))  # tests/integration/test_capture_fallback.py
+    assert (spec.family, spec.recorder, spec.query) == ("xlm", "output_attentions", None)
+    with pytest.raises(AttnlensError, match="names no model_type"):
+        spec_for_config(PretrainedConfig())
 
 
 def test_save_load_round_trip(tmp_path):

@@ -35,9 +35,15 @@ def _megatron(attn_implementation="eager"):
     return AutoModel.from_config(config, attn_implementation=attn_implementation)
 
 
-def test_an_unregistered_family_is_refused_with_the_way_to_add_it(table):
-    with pytest.raises(AttnlensError, match="unsupported architecture 'megatron-bert'.*register_arch"):
-        LoadedModel(_megatron(), default_tokenizer(), name="megatron")
+def test_an_unregistered_family_falls_back_to_the_models_own_attention(table):
+    lm = LoadedModel(_megatron(), default_tokenizer(), name="megatron")
+    assert lm.spec.recorder == "output_attentions"  # no q/k until it is registered
+    cap = capture(*PAIR, model=lm)
+    assert cap.queries is None
+    enc = lm.tokenizer(*PAIR, return_tensors="pt")
+    with torch.no_grad():
+        own = lm.model(**enc, output_attentions=True).attentions  # L x [1, H, T, T]
+    np.testing.assert_allclose(cap.attentions, torch.stack(own, 1)[0].numpy(), atol=1e-5)
 
 
 def test_a_registered_family_captures_the_models_own_attention(table):

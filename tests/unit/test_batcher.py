@@ -32,8 +32,8 @@ def _spy_on_batches(monkeypatch):
     seen: list[dict] = []
     real = batcher.run_batch
 
-    def spy(lm, index, pairs, encodings):
-        batch = real(lm, index, pairs, encodings)
+    def spy(lm, index, pairs, encodings, **options):
+        batch = real(lm, index, pairs, encodings, **options)
         for row, pair in enumerate(batch.pairs):
             seen[-1][pair] = batch.capture(row).attentions  # [L, H, T, T]
         return batch

@@ -1,9 +1,10 @@
 """The checks `attnlens atlas` adds to an atlas: explanations of the top heads and causal checks.
 
 `run_checks(atlas)` takes inputs spread over the corpus the atlas was computed on, explains
-the top head of each label pattern down to its q/k dimensions and re-scores those inputs
-under the embedding interventions. `Atlas.save` runs it (or takes its result), so that
-`attnlens.atlas(corpus).save(out)` writes the same folder as the command line.
+the top head of each label pattern down to its q/k dimensions, re-scores those inputs
+under the embedding interventions and (with the causal checks) measures each head's ablation
+importance for the sentence embedding (attnlens.analysis.importance). `Atlas.save` runs it (or takes
+its result), so that `attnlens.atlas(corpus).save(out)` writes the same folder as the command line.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from ..errors import AttnlensError
 from ..patterns.explain import Explanation
 from .causal import CausalReport, causal_checks
 from .explain import EXPLAIN_LIMIT, captures_of, explain
+from .importance import HeadImportance, head_importance
 from .run import CHECK_LIMIT, Atlas, Pair
 
+IMPORTANCE_LIMIT = 64  # inputs of the head importance (zero ablation: L * H + 1 forwards per batch)
 EXAMPLE = ("I went to the store.", "At the store, I bought fresh strawberries.")  # shown in the report's views
 
 
@@ -47,6 +50,7 @@ class AtlasChecks:
     heads: list[HeadCheck] | None
     causal: CausalReport | None
     inputs: int  # inputs the checks used
+    importance: HeadImportance | None = None  # zero-ablation importance for the embedding (with the causal checks)
 
     @property
     def explanations(self) -> list[Explanation]:
@@ -65,6 +69,8 @@ class AtlasChecks:
             lines += [h.text() for h in self.heads]
         if self.causal is not None:
             lines.append("\n" + self.causal.text())
+        if self.importance is not None:
+            lines.append("\n" + self.importance.text(5))
         return "\n".join(lines)
 
 
@@ -97,11 +103,16 @@ def run_checks(at: Atlas, *, explain: bool = True, causal: bool = True,
     if explain:
         captures = captures_of(pairs, source.model, EXPLAIN_LIMIT)  # captured once, explained per head
         heads = [_explain_top(at, captures, name) for name in at.label_patterns]
-    report = None
+    report = importance = None
     if causal:
         report = causal_checks(pairs, model=source.model, level=at.level, batch_size=source.batch_size,
                                limit=None, seed=source.seed, definitions=at.definitions, parser=source.parser)
-    return AtlasChecks(heads, report, len(pairs))
+        try:
+            importance = head_importance(check_pairs(pairs, IMPORTANCE_LIMIT), source.model, "embedding",
+                                         "ablation", batch_size=source.batch_size)
+        except AttnlensError:  # a family without a declared attention output projection: no head ablation
+            importance = None
+    return AtlasChecks(heads, report, len(pairs), importance)
 
 
 def _explain_top(at: Atlas, captures: list[Capture], pattern: str) -> HeadCheck:

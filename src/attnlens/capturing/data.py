@@ -26,7 +26,26 @@ def register_viewer(name: str, fn: Callable) -> None:
     _VIEWERS[name] = fn
 
 
-_ARRAYS = ("token_ids", "segment_ids", "word_ids", "special_mask", "attentions", "queries", "keys")
+_ARRAYS = ("token_ids", "segment_ids", "word_ids", "special_mask", "attentions")
+_OPTIONAL = ("queries", "keys", "value_norms")  # saved only when present (no q/k: the eager fallback)
+_EXTRA = "extra/"  # prefix of the family-specific arrays in the .npz
+
+
+class _Attentions:
+    """`Capture.attentions`: the stored array, or computed on first access by the capture's
+    `attention_recipe` (the recorder's own recomputation from the recorded q/k) and kept."""
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError("attentions")  # no default: the dataclass field stays required
+        value = obj.__dict__.get("_attentions")
+        if value is None and obj.__dict__.get("attention_recipe") is not None:
+            value = obj.__dict__["_attentions"] = obj.attention_recipe()  # [L, H, T, T]
+            obj.attention_recipe = None
+        return value
+
+    def __set__(self, obj, value):
+        obj.__dict__["_attentions"] = value
 
 
 @dataclass
@@ -40,9 +59,14 @@ class Capture:
                                         belongs to the sentence before it ([CLS] to A)
       word_ids      int64      [T]      index of the word a piece belongs to, -1 for specials
       special_mask  bool       [T]      True for [CLS], [SEP] and other special tokens
-      attentions    float32    [L, H, T, T]  rows (queries) sum to 1 over keys
-      queries       float32    [L, H, T, D]
-      keys          float32    [L, H, T, D]
+      attentions    float32    [L, H, T, T]  rows (queries) sum to 1 over keys; computed on first
+                                        access from q/k when the capture came with an attention_recipe
+      queries       float32    [L, H, T, D]  or None: a family without an entry (attention taken
+      keys          float32    [L, H, T, D]  from the model itself; see `require_qk`)
+      value_norms   float32    [L, H, T] or None   ||f_h(x_j)||, what head h passes on from token j
+                                        (captured with values=True; Kobayashi et al. 2020)
+      extras        name -> float32 [L, H, T, ...]  family-specific score terms (token axes from the third)
+      causal        bool                a decoder's capture: no token attends to a later one
     """
 
     tokens: list[str]
@@ -50,13 +74,17 @@ class Capture:
     segment_ids: np.ndarray
     word_ids: np.ndarray
     special_mask: np.ndarray
-    attentions: np.ndarray
-    queries: np.ndarray
-    keys: np.ndarray
+    attentions: np.ndarray = _Attentions()
+    queries: np.ndarray | None
+    keys: np.ndarray | None
     text_a: str = ""
     text_b: str | None = None
     model_name: str = ""
     meta: dict = field(default_factory=dict)
+    value_norms: np.ndarray | None = None
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    causal: bool = False
+    attention_recipe: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     # ---- shape helpers -------------------------------------------------------------
     @property
@@ -73,7 +101,19 @@ class Capture:
 
     @property
     def d_head(self) -> int:
-        return int(self.queries.shape[-1])
+        """Width of a head's q/k (0 when the capture has none)."""
+        return 0 if self.queries is None else int(self.queries.shape[-1])
+
+    @property
+    def has_qk(self) -> bool:
+        return self.queries is not None and self.keys is not None
+
+    def require_qk(self, feature: str) -> None:
+        """A one-line error when `feature` needs per-head q/k and this capture has none."""
+        if not self.has_qk:
+            name = f" of {self.model_name}" if self.model_name else ""
+            raise AttnlensError(f"{feature} needs per-head queries/keys; this capture{name} has only the model's own "
+                                "attention (its family has no entry in the architecture table)")
 
     @property
     def is_pair(self) -> bool:
@@ -99,8 +139,10 @@ class Capture:
             "text_b": self.text_b,
             "model_name": self.model_name,
             "meta": self.meta,
+            "causal": self.causal,
         }
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = {name: getattr(self, name) for name in (*_ARRAYS, *_OPTIONAL) if getattr(self, name) is not None}
+        arrays.update({_EXTRA + name: value for name, value in self.extras.items()})
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_open(path, "wb") as fh:
             np.savez_compressed(fh, header=np.array(json.dumps(header)), **arrays)
@@ -116,6 +158,8 @@ class Capture:
             with np.load(path, allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 arrays = {name: data[name] for name in _ARRAYS}
+                arrays.update({name: data[name] if name in data.files else None for name in _OPTIONAL})
+                extras = {name[len(_EXTRA):]: data[name] for name in data.files if name.startswith(_EXTRA)}
         except (OSError, ValueError, KeyError) as exc:
             raise AttnlensError(f"{path} is not an attnlens capture file ({type(exc).__name__})") from None
         if header.get("format") != "attnlens.capture/1":
@@ -126,6 +170,8 @@ class Capture:
             text_b=header["text_b"],
             model_name=header["model_name"],
             meta=header.get("meta", {}),
+            causal=bool(header.get("causal", False)),
+            extras=extras,
             **arrays,
         )
 

@@ -29,6 +29,11 @@ class LoadedModel:
     def __post_init__(self):
         self.spec = spec_for_config(self.model.config)
         self.model.eval()
+        tok = self.tokenizer
+        if getattr(tok, "pad_token", "") is None and (tok.eos_token or tok.unk_token):
+            # decoders' tokenizers (GPT-2 BPE) have no pad token; the batcher pads on the right under a
+            # mask, so any id will do: the end-of-text token, as transformers' own examples use
+            tok.pad_token = tok.eos_token or tok.unk_token
 
     @property
     def config(self):

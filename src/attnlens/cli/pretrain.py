@@ -1,4 +1,4 @@
-"""`attnlens pretrain`, `attnlens predict fill-mask|nsp` and `attnlens emergence`."""
+"""`attnlens pretrain`, `attnlens predict fill-mask|nsp|generate` and `attnlens emergence`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Optional
 import typer
 
 from ..pretraining.emergence import emergence, write_emergence
+from ..pretraining.generate import generate
 from ..pretraining.predict import fill_mask, next_sentence_probability
 from ..pretraining.run import run_pretraining
 from .app import app, user_errors
 
-predict_app = typer.Typer(no_args_is_help=True, help="Predict with a pretrained model's own heads (MLM, NSP).")
+predict_app = typer.Typer(no_args_is_help=True,
+                          help="Predict with a pretrained model's own heads (MLM, NSP, a decoder's next token).")
 app.add_typer(predict_app, name="predict")
 
 RunModelOpt = typer.Option(None, "--model", "-m",
@@ -38,12 +40,15 @@ def pretrain_cmd(
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="WordPiece vocabulary size (default 8000)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between held-out evaluations."),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="Steps between checkpoints."),
+    objective: Optional[str] = typer.Option(None, "--objective",
+                                            help="mlm-nsp: a BERT (masked LM + next sentence prediction, default); "
+                                                 "clm: a GPT-2-style decoder (next-token loss) on the same inputs."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ):
-    """Pretrain a BERT (masked LM + next sentence prediction) from scratch on a corpus of documents."""
+    """Pretrain a BERT (masked LM + next sentence prediction) or a GPT-2-style decoder from scratch on a corpus."""
     settings = {k: v for k, v in dict(size=size, steps=steps, seed=seed, batch_size=batch_size, seq_len=seq_len,
                                       lr=lr, vocab_size=vocab_size, eval_every=eval_every,
-                                      save_every=save_every).items() if v is not None}
+                                      save_every=save_every, objective=objective).items() if v is not None}
     run_dir = run_pretraining(out, corpus=corpus, dataset=dataset, settings=settings, resume=resume, vocab=vocab,
                               device=device, progress=not no_progress)
     typer.echo(f"done: {run_dir}")
@@ -72,6 +77,21 @@ def nsp_cmd(
     """Probability that sentence B follows sentence A (IsNext)."""
     p = next_sentence_probability(sentence_a, sentence_b, model=model)
     typer.echo(f"IsNext {p:.3f}  NotNext {1 - p:.3f}")
+
+
+@predict_app.command("generate")
+@user_errors
+def generate_cmd(
+    text: str = typer.Argument(..., help="The text to continue."),
+    model: str = typer.Option(..., "--model", "-m", help="A decoder with its language-model head: a run folder "
+                              "of `attnlens pretrain --objective clm`, a checkpoint or model folder, or a hub name."),
+    max_new_tokens: int = typer.Option(20, "--max-new-tokens", "-n", help="Most tokens to add."),
+    top_k: int = typer.Option(1, "--top-k", "-k", help="1: greedy; k > 1: sample among the k most likely tokens."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampling (the same seed gives the same text)."),
+):
+    """Continue a text with a decoder (greedy or seeded top-k sampling)."""
+    result = generate(text, model, max_new_tokens=max_new_tokens, top_k=top_k, seed=seed)
+    typer.echo(result.text)
 
 
 @app.command("emergence")

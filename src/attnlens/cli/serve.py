@@ -30,7 +30,9 @@ def is_loopback(host: str) -> bool:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to host:port (port 0: any free one), so the app knows its port before it starts."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP, and without it
+    # a keep-alive response written in two parts waits ~40 ms for the client's delayed ACK (Nagle)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -63,8 +65,9 @@ def serve_cmd(
     max_tokens: int = typer.Option(256, "--max-tokens", help="Longest input (tokens) the server accepts."),
     max_chars: int = typer.Option(2000, "--max-chars", help="Longest sentence (characters) the server accepts."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds one request may wait for and run inference."),
-    workers: int = typer.Option(2, "--workers", help="Inference threads."),
-    queue: int = typer.Option(8, "--queue", help="Requests that may wait for an inference thread; more get 429."),
+    workers: int = typer.Option(2, "--workers", help="Threads building view data beside each model's batch "
+                                                     "thread (captures are batched per model)."),
+    queue: int = typer.Option(8, "--queue", help="Requests admitted beyond --workers at once; more get 429."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads for the whole process "
                                                                     "(default: CPUs / workers, at least 1)."),
     search_corpus: str = typer.Option("default", "--search-corpus",

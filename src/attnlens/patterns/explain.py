@@ -11,14 +11,21 @@ Summed over the defined queries of all inputs, the contributions rank the dimens
 their share of the gap; `dims_for_80` is how few of them carry 80% of it. Whether the same
 dimensions do the work at every position is measured by `stability`: the mean Jaccard
 overlap between each query's own top dimensions and the overall top set.
+
+Families whose scores add terms to the scaled q . k (DeBERTa's content->position and
+position->content terms, MPNet's relative-position bias; recorded as capture extras) get the
+same gap for each term (`Explanation.terms`) and the term that carries most of the pattern
+(`carried_by`): a previous-token head of DeBERTa is typically carried by its position terms.
+The dimension contributions then use the family's own scale of q . k.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..capturing import score_term_names
 from ..errors import AttnlensError
 from .layout import layout_of
 from .scores import get_pattern, pattern_targets
@@ -42,6 +49,12 @@ class Explanation:
     dims_for_80: int  # fewest dimensions whose contributions reach 80% of the gap (0: no positive gap)
     stability: float  # mean Jaccard(query's top dims, overall top dims), 1 = same dims everywhere
     kind: str  # "few dims", "many, position-dependent", "many, shared" or "not carried by q.k"
+    terms: dict[str, float] = field(default_factory=dict)  # score term -> its gap ("q.k" = `gap`); {} for plain q.k
+
+    @property
+    def carried_by(self) -> str:
+        """The score term with the largest gap ("q.k" for families whose scores are q . k alone)."""
+        return max(self.terms, key=self.terms.get) if self.terms else "q.k"
 
     @property
     def shares(self) -> np.ndarray:
@@ -61,6 +74,7 @@ class Explanation:
             "queries": self.queries, "gap": self.gap, "dims_for_80": self.dims_for_80,
             "stability": self.stability, "kind": self.kind,
             "top_dims": [{"dim": d, "share": s} for d, s in self.top_dims],
+            "terms": dict(self.terms), "carried_by": self.carried_by,
         }
 
     def text(self) -> str:
@@ -74,6 +88,9 @@ class Explanation:
             "top dimensions (dim: share of the gap):",
         ]
         lines += [f"  {d:3d}: {s:+.1%}" for d, s in self.top_dims]
+        if self.terms:
+            lines.append("score terms (gap, logit units): " + ", ".join(f"{n} {g:+.3f}" for n, g in self.terms.items())
+                         + f" -> carried by {self.carried_by}")
         return "\n".join(lines)
 
 
@@ -91,18 +108,33 @@ def query_contributions(cap, layer: int, head: int, pattern: str) -> np.ndarray:
     cap.check_layer_head(layer, head)
     if not get_pattern(pattern).is_mass and pattern != "bag_of_words":
         pattern_targets(pattern, layout_of(cap))  # raises the clear error
-    targets = pattern_targets(pattern, layout_of(cap))  # [T, T]
-    n = cap.num_tokens
-    others = ~targets  # [T, T]
-    valid = targets.any(axis=1) & others.any(axis=1)  # [T]
+    cap.require_qk("explanations")
+    valid, t_w, o_w = _gap_weights(cap, pattern)
     q = cap.queries[layer, head].astype(np.float64)  # [T, D]
     k = cap.keys[layer, head].astype(np.float64)  # [T, D]
+    key_gap = t_w @ k - o_w @ k  # [T, D]
+    scale = cap.extras.get("content_scale")  # [L, H] where the family scales q . k its own way (DeBERTa)
+    contrib = q * key_gap * (1 / np.sqrt(q.shape[-1]) if scale is None else float(scale[layer, head]))  # [T, D]
+    return contrib[valid]  # [Q, D]
+
+
+def _gap_weights(cap, pattern: str):
+    """valid [T] (queries with targets and others) and the mean-over-targets / -others weights [T, T]."""
+    targets = pattern_targets(pattern, layout_of(cap))  # [T, T]
+    others = ~targets  # [T, T]
+    valid = targets.any(axis=1) & others.any(axis=1)  # [T]
     t_w = targets / np.maximum(targets.sum(axis=1, keepdims=True), 1)  # [T, T] mean over targets
     o_w = others / np.maximum(others.sum(axis=1, keepdims=True), 1)  # [T, T] mean over others
-    key_gap = t_w @ k - o_w @ k  # [T, D]
-    contrib = q * key_gap / np.sqrt(q.shape[-1])  # [T, D]
-    del n
-    return contrib[valid]  # [Q, D]
+    return valid, t_w, o_w
+
+
+def query_term_gaps(cap, layer: int, head: int, pattern: str) -> dict[str, np.ndarray]:
+    """The gap of each recorded score term (extras added to q . k) per defined query, name -> [Q]."""
+    names = [n for n in score_term_names() if n in cap.extras]
+    if not names:
+        return {}
+    valid, t_w, o_w = _gap_weights(cap, pattern)
+    return {n: ((t_w - o_w) * cap.extras[n][layer, head].astype(np.float64)).sum(axis=1)[valid] for n in names}
 
 
 def explain_captures(captures, layer: int, head: int, pattern: str) -> Explanation:
@@ -117,6 +149,9 @@ def explain_captures(captures, layer: int, head: int, pattern: str) -> Explanati
                             "try longer inputs")
     contributions = rows.mean(axis=0)  # [D]
     gap = float(contributions.sum())
+    per_term = [query_term_gaps(c, layer, head, pattern) for c in captures]
+    terms = {"q.k": gap} if per_term[0] else {}
+    terms.update({n: float(np.concatenate([t[n] for t in per_term]).mean()) for n in per_term[0]})
     k80 = _dims_for(contributions)
     n_top = k80 if k80 else min(FEW_DIMS, contributions.size)
     overall = set(np.argsort(-contributions)[:n_top].tolist())
@@ -131,4 +166,4 @@ def explain_captures(captures, layer: int, head: int, pattern: str) -> Explanati
     else:
         kind = "many, shared"
     return Explanation(layer, head, pattern, captures[0].model_name, int(rows.shape[0]), gap, contributions,
-                       k80, stability, kind)
+                       k80, stability, kind, terms)

@@ -5,6 +5,12 @@ pattern is defined by: which positions hold the same token, which sentence each 
 which word each belongs to, which are special, and which is the [CLS]-like first token
 (plus, when a parser ran, each position's lemma: see `lemma`).
 :func:`word_level` turns a token-level attention array into a word-level one.
+
+A decoder's layout is `causal`: query i can only see keys j <= i (`visible`), so every pattern's
+targets are cut to those keys (a query left with none is not defined for that pattern) and chance
+levels use the causal row length i + 1 (`row_lengths`). Its first position is its attention sink,
+whatever token it holds: it is marked special and [CLS]-like (`is_cls`), so the `cls` pattern scores
+attention to it, and its own row (forced onto itself) is never a query.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class Layout:
                          -1: none, e.g. specials); None unless a parser ran (see Pattern.needs)
     lemma_word int64 [U] the parser word each position belongs to (-1: none), so that a word's
                          own pieces are told apart from other words of its lemma; set with `lemma`
+    causal    bool       a decoder's input: query i sees only keys j <= i (see the module docstring)
 
     A batch of inputs padded to one length is a Layout whose arrays are [batch, U]
     (see :func:`stack_layouts`); every scorer broadcasts over those leading axes.
@@ -47,6 +54,7 @@ class Layout:
     punct: np.ndarray | None = None
     lemma: np.ndarray | None = None
     lemma_word: np.ndarray | None = None
+    causal: bool = False
 
     @property
     def size(self) -> int:
@@ -65,6 +73,20 @@ class Layout:
     def lengths(self) -> np.ndarray:
         """Number of real positions of each input.  # [...]"""
         return self.real.sum(axis=-1)
+
+    @property
+    def visible(self) -> np.ndarray:
+        """Keys each query can attend to: j <= i when causal, all otherwise.  # [U, U] (broadcasts)"""
+        if self.causal:
+            return np.tri(self.size, dtype=bool)
+        return np.ones((self.size, self.size), dtype=bool)
+
+    @property
+    def row_lengths(self) -> np.ndarray:
+        """Real keys each query can attend to (causal: i + 1; else the input's length).  # [..., U]"""
+        if not self.causal:
+            return np.broadcast_to(self.lengths[..., None], self.identity.shape)
+        return (self.visible & self.real[..., None, :]).sum(axis=-1)
 
     @property
     def content(self) -> np.ndarray:
@@ -113,15 +135,20 @@ def stack_layouts(layouts: list[Layout], size: int) -> Layout:
         punct[b, :n] = one.is_punct
         if with_lemmas:
             lemma[b, :n], lemma_word[b, :n] = one.lemma, one.lemma_word
-    return Layout(identity, segment, group, special, is_cls, valid, punct, lemma, lemma_word)
+    causal = bool(layouts) and layouts[0].causal
+    if any(one.causal != causal for one in layouts):
+        raise AttnlensError("cannot stack the layouts of causal and bidirectional inputs into one batch")
+    return Layout(identity, segment, group, special, is_cls, valid, punct, lemma, lemma_word, causal)
 
 
-def layout_of(cap) -> Layout:
-    """The token-level layout of a Capture."""
-    special = np.asarray(cap.special_mask, dtype=bool)  # [T]
+def layout_of(cap, causal: bool | None = None) -> Layout:
+    """The token-level layout of a Capture (or of a batch's TokenInfo, with the model's `causal`; None: the
+    capture's own `causal`)."""
+    causal = bool(getattr(cap, "causal", False) if causal is None else causal)
+    special = np.array(cap.special_mask, dtype=bool)  # [T]
     is_cls = np.zeros_like(special)
-    if special.size and special[0]:
-        is_cls[0] = True
+    if special.size and (special[0] or causal):
+        is_cls[0] = special[0] = True  # a decoder's first token is its sink, whatever it is
     return Layout(
         identity=np.asarray(cap.token_ids, dtype=np.int64),
         segment=np.asarray(cap.segment_ids, dtype=np.int64),
@@ -129,6 +156,7 @@ def layout_of(cap) -> Layout:
         special=special,
         is_cls=is_cls,
         punct=np.array([is_punctuation(t) for t in cap.tokens], dtype=bool),
+        causal=causal,
     )
 
 
@@ -171,6 +199,7 @@ def word_units(layout: Layout) -> tuple[np.ndarray, Layout]:
         punct=np.array(punct, dtype=bool),
         lemma=None if layout.lemma is None else np.asarray(layout.lemma, np.int64)[firsts],
         lemma_word=None if layout.lemma_word is None else np.asarray(layout.lemma_word, np.int64)[firsts],
+        causal=layout.causal,  # units are ordered by their first token: a word sees the words before it
     )
     return membership, units
 

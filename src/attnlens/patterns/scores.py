@@ -13,6 +13,12 @@ keys, so a score of 0.8 means "80% of the attention goes to the targets".
 layouts carry it. `DEFINITIONS` names whole sets of them: "attnlens"
 (the default) and "clark", Clark et al. 2019's surface statistics (every row counted, offsets
 across sentence boundaries, per-input averages, entropy in nats), for comparison with the paper.
+
+Causal (decoder) inputs (`Layout.causal`): a query's targets are only the keys it can see (j <= i),
+so a query whose targets all lie in the future is not defined for the pattern, and a pattern that
+only ever looks ahead (next_token) is defined for no query at all: its score is NaN, "not defined",
+never 0 (`Pattern.undefined_reason` says why). Chance levels and the entropy's normalisation use the
+causal row length (query i has i + 1 keys); the decoder's first token is scored like [CLS].
 """
 
 from __future__ import annotations
@@ -77,9 +83,9 @@ def same_token_targets(layout: Layout) -> np.ndarray:
     """Identical tokens, itself included: query i -> every occurrence of its token (any sentence).
 
     Defined only for tokens that occur at least twice in the input, so that the pattern is
-    distinguishable from attending to oneself.
+    distinguishable from attending to oneself (causal inputs: twice up to the query).
     """
-    same = _same_identity(layout)
+    same = _same_identity(layout) & layout.visible
     return same & (same.sum(axis=-1) >= 2)[..., :, None]
 
 
@@ -147,8 +153,9 @@ def sep_targets(layout: Layout) -> np.ndarray:
 
 
 def own_sentence_targets(layout: Layout) -> np.ndarray:
-    """The text tokens of the query's own sentence (the bag-of-words support), for text-token queries."""
-    return _pairs(layout.content) & _same(layout.segment)
+    """The text tokens of the query's own sentence (the bag-of-words support), for text-token queries
+    (causal inputs: those up to the query)."""
+    return _pairs(layout.content) & _same(layout.segment) & layout.visible
 
 
 def bag_of_words(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -172,12 +179,13 @@ def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
 
     0 = all attention on one key, 1 = perfectly uniform over the whole input. Defined for
     every text token of inputs with at least two positions. "broad" heads are labelled from it.
+    (Causal inputs: U is the query's row length i + 1, and rows of one key are not defined.)
     """
     logs = np.log(attn, where=attn > 0, out=np.zeros_like(attn))  # [..., L, H, U, U]; 0 log 0 = 0
-    lengths = layout.lengths  # [...]
-    norm = np.log(np.maximum(lengths, 2)).astype(np.float64)[..., None, None, None]  # [..., 1, 1, 1]
+    rows = layout.row_lengths  # [..., U] the input's length, or i + 1 when causal
+    norm = np.log(np.maximum(rows, 2)).astype(np.float64)[..., None, None, :]  # [..., 1, 1, U]
     values = np.clip(-np.einsum("...k,...k->...", attn, logs) / norm, 0.0, 1.0)  # [..., L, H, U]
-    return values, layout.content & (lengths >= 2)[..., None]
+    return values, layout.content & (rows >= 2)
 
 
 # ---- Clark et al. 2019's surface statistics (the "clark" definitions) ---------------------------
@@ -222,13 +230,13 @@ def clark_entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndar
     """Clark's entropy: -sum_j a_ij log a_ij in nats (0 to log n, not normalized), every row counted.
 
     The row is first smoothed as (1 - 1e-4) a_ij + 1e-4 / n over the input's n positions, as in
-    their notebook.
+    their notebook (causal inputs: over the i + 1 positions the query can see).
     """
     real = layout.real  # [..., U]
-    lengths = np.maximum(layout.lengths, 1)[..., None, None, None, None]  # [..., 1, 1, 1, 1]
+    lengths = np.maximum(layout.row_lengths, 1)[..., None, None, :, None]  # [..., 1, 1, U, 1]
     floor = (CLARK_SMOOTHING / lengths).astype(attn.dtype)  # keep float32 attention float32
     smooth = attn * attn.dtype.type(1.0 - CLARK_SMOOTHING) + floor  # [..., L, H, U, U]
-    smooth = np.where(_per_head(_pairs(real)), smooth, 0.0)
+    smooth = np.where(_per_head(_pairs(real) & layout.visible), smooth, 0.0)
     logs = np.log(smooth, where=smooth > 0, out=np.zeros_like(smooth))
     return -np.einsum("...k,...k->...", smooth, logs), real
 
@@ -248,9 +256,21 @@ class Pattern:
     scorer: Callable[[np.ndarray, Layout], tuple[np.ndarray, np.ndarray]] | None = None
     queries: Callable[[Layout], np.ndarray] | None = None  # bool [U]: rows scored; None = rows with a target
     needs: str | None = None  # a Layout field beyond the tokens ("lemma": a parser ran); None: always scored
+    future: bool = False  # every target is later than its query: never defined on a causal (decoder) input
+
+    def undefined_reason(self, causal: bool) -> str:
+        """Why the pattern was defined for no query of a corpus (its score is NaN, not 0)."""
+        if causal and self.future:
+            return ("needs attention to later tokens, which a causal (decoder) model cannot give: "
+                    "a query sees only itself and the tokens before it")
+        if causal:
+            return "no query of the corpus had a target it could see (a causal query sees itself and earlier tokens)"
+        return "no query of the corpus had a target"
 
     def defined(self, layout: Layout, targets: np.ndarray) -> np.ndarray:
         """The queries a mass pattern is scored on, bool [..., U], given its targets [..., U, U]."""
+        if self.future and layout.causal:
+            return np.zeros(targets.shape[:-1], dtype=bool)
         return targets.any(axis=-1) if self.queries is None else self.queries(layout)
 
     def score(self, attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -273,14 +293,23 @@ def _definition(fn) -> str:
     return " ".join((fn.__doc__ or "").split())
 
 
-def _make(name, fn, mass=True, queries=None, needs=None) -> Pattern:
+def _visible_targets(fn):
+    """A targets function cut to the keys each query can see (only later ones are cut, on causal inputs)."""
+    def targets(layout: Layout) -> np.ndarray:
+        return fn(layout) & layout.visible if layout.causal else fn(layout)  # [..., U, U]
+    targets.__name__, targets.__doc__ = fn.__name__, fn.__doc__
+    return targets
+
+
+def _make(name, fn, mass=True, queries=None, needs=None, future=False) -> Pattern:
     return Pattern(name, _definition(fn) + (
         " Score: mean attention mass on the targets over the defined queries." if mass else ""),
-        **({"targets": fn, "queries": queries} if mass else {"scorer": fn}), needs=needs)
+        **({"targets": _visible_targets(fn), "queries": queries} if mass else {"scorer": fn}), needs=needs,
+        future=future)
 
 
 PATTERNS: dict[str, Pattern] = {p.name: p for p in (
-    _make("next_token", next_token_targets),
+    _make("next_token", next_token_targets, future=True),
     _make("previous_token", previous_token_targets),
     _make("self", self_targets),
     _make("same_token", same_token_targets),
@@ -304,7 +333,7 @@ LABEL_PATTERNS: tuple[str, ...] = tuple(n for n in PATTERN_NAMES if n not in UNL
 
 # Clark et al. 2019's surface statistics under the names of the attnlens patterns they correspond to.
 CLARK_PATTERNS: dict[str, Pattern] = {p.name: p for p in (
-    _make("next_token", clark_next_token_targets, queries=_every_row),
+    _make("next_token", clark_next_token_targets, queries=_every_row, future=True),
     _make("previous_token", clark_previous_token_targets, queries=_every_row),
     _make("self", clark_self_targets, queries=_every_row),
     _make("cls", clark_cls_targets, queries=_every_row),

@@ -26,6 +26,7 @@ class PatternStats:
     inputs  int               inputs (sentences or pairs) scored
     definitions str           the pattern definitions (scores.DEFINITIONS); with unit "input" (clark)
                               each sample is one input's mean over its rows and count counts inputs
+    causal  bool              the inputs were a decoder's (causal layouts): chance uses row length i + 1
     """
 
     names: tuple[str, ...]
@@ -36,6 +37,7 @@ class PatternStats:
     inputs: int = 0
     skipped: dict = field(default_factory=dict)
     definitions: str = DEFAULT_DEFINITIONS
+    causal: bool = False
 
     @classmethod
     def zeros(cls, num_layers: int, num_heads: int, names=None,
@@ -70,8 +72,9 @@ class PatternStats:
                     self.add(attn[b][..., :n, :n], _unbatch(layout, b, n), level)
                 return
             attn, layout = word_level(attn, layout)  # [L, H, U, U]
-        lengths = layout.lengths  # [...]
-        uniform = (layout.real[..., None, :] / np.maximum(lengths, 1)[..., None, None])  # [..., U, U]
+        self.causal = self.causal or layout.causal
+        rows = np.maximum(layout.row_lengths, 1)  # [..., U] keys each query can see (causal: i + 1)
+        uniform = (layout.visible & layout.real[..., None, :]) / rows[..., :, None]  # [..., U, U]
         uniform = np.broadcast_to(uniform[..., None, None, :, :], (*batch_axes, 1, 1, layout.size, layout.size))
         sum_axes = tuple(range(len(batch_axes)))
         reduce = _REDUCERS[defs.unit]
@@ -85,8 +88,7 @@ class PatternStats:
                 k = mass_rows.index(p)
                 values, defined = (masses[..., k, :, :, :],  # [..., L, H, U]
                                    pattern.defined(layout, targets[..., k, :, :]))  # [..., U]
-                base = (targets[..., k, :, :].sum(axis=-1)
-                        / np.maximum(lengths, 1)[..., None])  # [..., U] uniform attention's mass
+                base = targets[..., k, :, :].sum(axis=-1) / rows  # [..., U] uniform attention's mass
             else:
                 values, defined = pattern.score(attn, layout)  # [..., L, H, U], [..., U]
                 base = pattern.score(uniform, layout)[0][..., 0, 0, :]  # [..., U]
@@ -115,7 +117,7 @@ class PatternStats:
             skipped[reason] = skipped.get(reason, 0) + n
         return PatternStats(self.names, self.total + other.total, self.squares + other.squares,
                             self.count + other.count, self.chance + other.chance, self.inputs + other.inputs, skipped,
-                            self.definitions)
+                            self.definitions, self.causal or other.causal)
 
     def mean(self) -> np.ndarray:
         """Mean score per pattern and head, NaN where the pattern was never defined.  # [P, L, H]"""
@@ -172,4 +174,4 @@ def _unbatch(layout: Layout, b: int, n: int) -> Layout:
     return Layout(layout.identity[b, :n], layout.segment[b, :n], layout.group[b, :n], layout.special[b, :n],
                   layout.is_cls[b, :n], punct=layout.is_punct[b, :n],
                   lemma=None if layout.lemma is None else layout.lemma[b, :n],
-                  lemma_word=None if layout.lemma_word is None else layout.lemma_word[b, :n])
+                  lemma_word=None if layout.lemma_word is None else layout.lemma_word[b, :n], causal=layout.causal)

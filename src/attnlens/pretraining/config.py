@@ -42,8 +42,14 @@ class TrainConfig:
     save_every: int = 500
     eval_pairs: int = 512
     head_score_pairs: int = 64
+    objective: str = "mlm-nsp"  # pretraining/objective.py PRETRAINING_OBJECTIVES: mlm-nsp (BERT) or clm (GPT-2)
 
     def __post_init__(self):
+        from .objective import PRETRAINING_OBJECTIVES  # noqa: PLC0415  (objective.py imports this module)
+
+        if self.objective not in PRETRAINING_OBJECTIVES:
+            raise AttnlensError(f"unknown objective {self.objective!r}: choose one of "
+                                f"{', '.join(PRETRAINING_OBJECTIVES)}")
         if self.size not in SIZES:
             raise AttnlensError(f"unknown size {self.size!r}: choose one of {', '.join(SIZES)}")
         preset = SIZES[self.size]
@@ -96,4 +102,19 @@ def bert_config(size: str, vocab_size: int, pad_token_id: int = 0):
         max_position_embeddings=p["max_positions"], type_vocab_size=2, pad_token_id=pad_token_id,
         hidden_dropout_prob=p["dropout"], attention_probs_dropout_prob=p["dropout"],
         architectures=["BertForPreTraining"],
+    )
+
+
+def gpt2_config(size: str, vocab_size: int, pad_token_id: int = 0, bos_token_id: int | None = None,
+                eos_token_id: int | None = None):
+    """A transformers GPT2Config for one of SIZES: the decoder beside bert_config's encoder (same widths,
+    depth, positions, dropout and GELU; only the causal mask, pre-LayerNorm and the LM head differ)."""
+    from transformers import GPT2Config  # noqa: PLC0415  (heavy: imported on first use)
+
+    p = SIZES[size]
+    return GPT2Config(
+        vocab_size=vocab_size, n_embd=p["hidden"], n_layer=p["layers"], n_head=p["heads"],
+        n_inner=p["intermediate"], n_positions=p["max_positions"], activation_function="gelu",
+        resid_pdrop=p["dropout"], embd_pdrop=p["dropout"], attn_pdrop=p["dropout"], pad_token_id=pad_token_id,
+        bos_token_id=bos_token_id, eos_token_id=eos_token_id, architectures=["GPT2LMHeadModel"],
     )

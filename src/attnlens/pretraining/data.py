@@ -243,13 +243,25 @@ def make_batch(pairs: PairSet, masker: Masker, generator: torch.Generator) -> Ba
                  torch.from_numpy(pairs.next_sentence_label))
 
 
-def eval_batch(held_ids: list[list[np.ndarray]], config, ids: dict[str, int], masker: Masker):
-    """(pairs, masked Batch): the fixed held-out evaluation set of a run with TrainConfig `config`
-    (`config.eval_pairs` pairs drawn and masked with seeds derived from `config.seed`)."""
+def make_lm_batch(pairs: PairSet, masker=None, generator=None) -> Batch:
+    """The pairs unmasked, as a next-token (causal LM) Batch: labels are the input ids at real tokens and
+    -100 at padding; the objective shifts them (position t predicts token t + 1). Same signature as
+    make_batch; it draws nothing."""
+    input_ids = torch.from_numpy(pairs.input_ids)  # [B, T]
+    attention_mask = (torch.arange(input_ids.shape[1])[None, :] < torch.from_numpy(pairs.lengths)[:, None]).long()
+    labels = torch.where(attention_mask.bool(), input_ids, torch.full_like(input_ids, -100))  # [B, T]
+    return Batch(input_ids, torch.from_numpy(pairs.token_type_ids), attention_mask, labels,
+                 torch.from_numpy(pairs.next_sentence_label))
+
+
+def eval_batch(held_ids: list[list[np.ndarray]], config, ids: dict[str, int], masker: Masker, make=make_batch):
+    """(pairs, Batch): the fixed held-out evaluation set of a run with TrainConfig `config`
+    (`config.eval_pairs` pairs drawn and masked with seeds derived from `config.seed`); `make` turns
+    pairs into a batch (make_batch: BERT's masking; make_lm_batch: next-token labels)."""
     rng = np.random.default_rng(seed_for(config.seed, 3))
     pairs = make_pairs(held_ids, config.seq_len, ids, rng, config.short_seq_prob)
     pairs = pairs.take(rng.permutation(len(pairs))[: config.eval_pairs])
-    return pairs, make_batch(pairs, masker, torch.Generator().manual_seed(seed_for(config.seed, 4)))
+    return pairs, make(pairs, masker, torch.Generator().manual_seed(seed_for(config.seed, 4)))
 
 
 class PairStream:
@@ -257,11 +269,13 @@ class PairStream:
 
     Epoch e re-draws the pairs (new split points, new NotNext partners) with seed (seed, e)
     and visits them in a random order; masks are drawn per step with seed (seed, step).
+    `make` turns a step's pairs into its batch (make_batch, or make_lm_batch for next-token training).
     """
 
     def __init__(self, docs, seq_len: int, ids: dict[str, int], masker: Masker, batch_size: int, seed: int,
-                 short_seq_prob: float = 0.1):
+                 short_seq_prob: float = 0.1, make=make_batch):
         check_documents(docs, "training corpus")
+        self.make = make
         self.docs, self.seq_len, self.ids, self.masker = docs, seq_len, ids, masker
         self.batch_size, self.seed, self.short_seq_prob = batch_size, seed, short_seq_prob
         self._epochs: dict[int, PairSet] = {}
@@ -294,4 +308,4 @@ class PairStream:
 
     def batch(self, step: int) -> Batch:
         generator = torch.Generator().manual_seed(seed_for(self.seed, 2, step))
-        return make_batch(self.pairs_for_step(step), self.masker, generator)
+        return self.make(self.pairs_for_step(step), self.masker, generator)

@@ -42,14 +42,17 @@ class Emergence:
     chance: dict[str, float] = field(default_factory=dict)
     inputs: int = 0
     input_kind: str = "sentences"  # "sentences": consecutive-sentence pairs; "packed": training-like packed pairs
+    causal: bool = False  # a decoder's run (--objective clm): patterns that need later tokens are n/a
+    undefined: dict[str, str] = field(default_factory=dict)  # pattern -> why it is n/a (scores None, never 0)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        """JSON-ready (an n/a chance level, e.g. next_token's on a decoder, as null)."""
+        return dict(self.__dict__, chance={k: v if np.isfinite(v) else None for k, v in self.chance.items()})
 
     def first_step_above(self, pattern: str, threshold: float = 0.5) -> int | None:
         """The first checkpoint step where the best head's score exceeds `threshold` (None: never)."""
         for step, value in zip(self.steps, self.best[pattern]):
-            if value > threshold:
+            if value is not None and value > threshold:
                 return step
         return None
 
@@ -57,7 +60,9 @@ class Emergence:
         lines = [f"emergence of {self.run_dir}: {len(self.steps)} checkpoints, {self.inputs} held-out pairs"]
         lines.append(f"  {'pattern':24s} " + " ".join(f"{s:>6d}" for s in self.steps))
         for name, values in self.best.items():
-            lines.append(f"  {name:24s} " + " ".join(f"{v:6.3f}" for v in values))
+            lines.append(f"  {name:24s} " + " ".join("   n/a" if v is None else f"{v:6.3f}" for v in values))
+        for name, reason in self.undefined.items():
+            lines.append(f"  {name}: not defined ({reason})")
         return "\n".join(lines)
 
 
@@ -81,7 +86,7 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True, inputs: str =
     `inputs`: "sentences" (consecutive-sentence pairs, the atlas's default inputs) or "packed" (pairs
     packed BERT-style up to the model's positions, like the training inputs; data.packed_text_pairs).
     """
-    from transformers import BertForPreTraining  # noqa: PLC0415  (heavy: imported on first use)
+    import transformers  # noqa: PLC0415  (heavy: imported on first use)
 
     run_dir = Path(run_dir).expanduser()
     found = list_checkpoints(run_dir)
@@ -95,7 +100,9 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True, inputs: str =
     result = Emergence(str(run_dir), input_kind=inputs)
     usable = None
     for n, (step, folder) in enumerate(found, start=1):
-        lm = load_model(str(folder), model_class=BertForPreTraining)
+        arch = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("architectures") or []
+        model_class = getattr(transformers, arch[0], None) if arch else None  # the checkpoint's own class
+        lm = load_model(str(folder), model_class=model_class)
         if usable is None and pairs is None:  # packed pairs: built once with the run's tokenizer
             usable = packed_text_pairs(heldout_documents(run_dir), lm.tokenizer, lm.max_length, limit)
             if not usable:
@@ -113,7 +120,12 @@ def emergence(run_dir, *, limit: int = 300, progress: bool = True, inputs: str =
         result.minutes.append(round(float(state.get("train_seconds", 0.0)) / 60, 2))
         result.inputs = result_atlas.inputs
         result.chance = result_atlas.chance
+        result.causal, result.undefined = result_atlas.causal, result_atlas.undefined
         for name, scores in result_atlas.scores.items():
+            if name in result.undefined:  # e.g. next_token on a decoder: n/a, not a best head of 0
+                result.best.setdefault(name, []).append(None)
+                result.best_head.setdefault(name, []).append(None)
+                continue
             values = np.nan_to_num(scores, nan=-np.inf)
             index = np.unravel_index(int(np.argmax(values)), values.shape)
             result.best.setdefault(name, []).append(round(float(scores[index]), 4))
@@ -134,7 +146,7 @@ def plot_png(result: Emergence) -> bytes:
         raise AttnlensError("the emergence plot needs matplotlib: pip install 'attnlens[plot]'") from None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     for name, values in result.best.items():
-        if name in NOT_PLOTTED:
+        if name in NOT_PLOTTED or all(v is None for v in values):
             continue
         ax.plot(result.steps, values, marker="o", markersize=3, label=name)
     ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
@@ -156,14 +168,20 @@ def render_html(result: Emergence, png: bytes) -> str:
     head_row = "".join(f"<th>{s}<br><small>{m:.1f} min</small></th>" for s, m in zip(result.steps, result.minutes))
     rows = []
     for name, values in result.best.items():
-        cells = "".join(f"<td title='L{h[0]} H{h[1]}'>{v:.3f}<br><small>L{h[0]} H{h[1]}</small></td>"
+        cells = "".join("<td>n/a</td>" if v is None else
+                        f"<td title='L{h[0]} H{h[1]}'>{v:.3f}<br><small>L{h[0]} H{h[1]}</small></td>"
                         for v, h in zip(values, result.best_head[name]))
-        rows.append(f"<tr><th>{e(name)}</th><td>{result.chance.get(name, float('nan')):.3f}</td>{cells}</tr>")
+        chance = result.chance.get(name)
+        chance = "n/a" if chance is None or not np.isfinite(chance) else f"{chance:.3f}"
+        rows.append(f"<tr><th>{e(name)}</th><td>{chance}</td>{cells}</tr>")
     img = base64.b64encode(png).decode("ascii")
     body = (f"<h1>Pattern emergence: {e(result.run_dir)}</h1>"
             f"<p>Best head per pattern at every checkpoint, atlas scores over {result.inputs} held-out "
             f"{'consecutive-sentence' if result.input_kind == 'sentences' else 'packed (training-like)'} "
             "pairs.</p>"
+            + ("<p><b>Causal (decoder) model</b>: " + e("; ".join(f"{n} is not defined ({r})" for n, r in
+                                                                 result.undefined.items())) + ".</p>"
+               if result.causal else "") +
             f"<img alt='emergence plot' src='data:image/png;base64,{img}'>"
             f"<table><tr><th>pattern</th><th>chance</th>{head_row}</tr>{''.join(rows)}</table>")
     return html_page("attnlens emergence", body, css=_CSS)

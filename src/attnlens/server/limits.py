@@ -1,9 +1,9 @@
 """What one server accepts and how much work it runs at once.
 
-`Limits` holds the bounds (text length, tokens, body size, request time, concurrency);
-`InferenceQueue` runs model work on a small thread pool, off the event loop, admitting at
-most `workers + queue` jobs at a time. A job that cannot be admitted, or does not finish in
-time, is refused with a 4xx (`LimitError`), never left to pile up.
+`Limits` holds the bounds (text length, tokens, body size, request time, concurrency, batching);
+`InferenceQueue` runs model work on a thread pool, off the event loop, admitting at most
+`workers + queue` jobs at a time. A job that cannot be admitted, or does not finish in time, is
+refused with a 4xx (`LimitError`), never left to pile up.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ class Limits:
     max_tokens: int = 256  # tokens of one encoded input (also capped by the model's own maximum)
     max_body_bytes: int = 64 * 1024  # request body
     request_timeout_s: float = 30.0  # time one request may wait for and run inference
-    workers: int = 2  # inference threads
-    queue: int = 8  # jobs that may wait for a thread; more are refused (429)
+    workers: int = 2  # threads doing CPU work beside the models' batch threads (view payloads)
+    queue: int = 8  # jobs admitted beyond `workers`; more are refused (429)
     cached_captures: int = 64  # recent captures kept for their per-layer view data
     max_top_k: int = 50  # fill-mask candidates
     max_search_k: int = 50  # corpus search contexts per request
+    batch_wait_ms: float = 4.0  # how long a capture may wait for others to share its forward pass
+    max_batch: int = 32  # captures per batch (each forward pass is also bounded by capturing.MAX_BATCH_CELLS)
 
 
 class LimitError(Exception):
@@ -45,7 +47,9 @@ class InferenceQueue:
 
     A slot is taken before a job is submitted and given back only when the job's thread
     finishes (not when the request gives up waiting), so the work in flight never exceeds
-    `workers + queue` jobs however many clients call.
+    `workers + queue` jobs however many clients call. Every admitted job gets a thread at once:
+    a capture mostly waits for its model's batch thread (no CPU), and the CPU work beside it is
+    bounded by the Service (`workers` payloads at a time) and by the models' locks.
     """
 
     def __init__(self, workers: int, queue: int, timeout_s: float):
@@ -91,7 +95,7 @@ class InferenceQueue:
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="attnlens-infer")
+                self._pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="attnlens-infer")
             return self._pool
 
     def close(self) -> None:

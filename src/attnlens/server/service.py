@@ -2,7 +2,9 @@
 data), fill-mask predictions with the masked input's attention, two-capture comparisons and
 the corpus search of one token's head behaviour (searching.ContextSearch).
 
-Everything here is blocking model work; the app runs it on the InferenceQueue.
+Everything here is blocking model work; the app runs it on the InferenceQueue. Captures go through
+each model's CaptureBatcher (batching.py), so concurrent requests share padded forward passes; the
+view payloads are built on at most `limits.workers` threads at once.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..analysis.diff import row_distances
 from ..capturing import Capture
-from ..capturing import capture as record_capture
 from ..capturing import check_text as check_user_text
 from ..errors import AttnlensError
 from ..patterns.profile import FEATURES, head_profile
 from ..pretraining.predict import mask_predictions
 from ..views.payload import build_payload
+from .batching import CaptureBatcher, token_limit_error
 from .limits import LimitError, Limits
 from .models import ServedModel
 from .searching import ContextSearch
@@ -77,6 +80,14 @@ class Service:
         self.limits = limits
         self.store = CaptureStore(limits.cached_captures)
         self.searcher = searcher
+        self.batchers = {name: CaptureBatcher(served, limits.max_tokens, max_wait_s=limits.batch_wait_ms / 1000,
+                                              max_inputs=limits.max_batch) for name, served in models.items()}
+        self._payload_slots = threading.BoundedSemaphore(limits.workers)  # CPU work beside the model's thread
+
+    def close(self) -> None:
+        """Stop the batchers' threads (requests still waiting for one get 503)."""
+        for batcher in self.batchers.values():
+            batcher.close()
 
     # ---- inputs ----
     def model(self, name: str | None) -> ServedModel:
@@ -102,9 +113,9 @@ class Service:
     def _check_tokens(self, served: ServedModel, text_a: str, text_b: str | None) -> int:
         lm = served.lm
         n = len(lm.tokenizer(text_a, text_b)["input_ids"])
-        limit = min(self.limits.max_tokens, lm.max_length)
-        if n > limit:
-            raise LimitError(413, f"the input is {n} tokens; this server takes at most {limit} for model {served.name}")
+        error = token_limit_error(served, n, self.limits.max_tokens)
+        if error is not None:
+            raise error
         return n
 
     # ---- captures ----
@@ -123,11 +134,10 @@ class Service:
         stored = self.store.get(cid)
         if stored is not None and not keep_capture:
             return stored, None
-        with served.lock:
-            self._check_tokens(served, text_a, text_b)
-            cap = record_capture(text_a, text_b, model=served.lm)
+        cap = self.batchers[served.name].capture(text_a, text_b)  # checks the token limit (413)
         if stored is None:
-            meta, buffers = build_payload(cap)
+            with self._payload_slots:
+                meta, buffers = build_payload(cap)
             meta["model_name"] = served.name
             stored = StoredCapture(cid, served.name, meta, buffers)
             self.store.put(stored)
@@ -243,12 +253,16 @@ def head_difference(left: Capture, right: Capture) -> dict:
     b = right.attentions[:n_layers, :n_heads]
     aligned = list(left.tokens) == list(right.tokens)
     if aligned:
-        values = 0.5 * np.abs(a - b).sum(-1).mean(-1)  # [L, H]
+        values = row_distances(a, b).mean(-1)  # [L, H] (attnlens diff's distance)
         measure = "total variation distance, mean over queries"
     else:
         profile_l = np.nan_to_num(head_profile(left)[:n_layers, :n_heads], nan=0.0)  # [L, H, K]
         profile_r = np.nan_to_num(head_profile(right)[:n_layers, :n_heads], nan=0.0)  # [L, H, K]
         values = np.abs(profile_l - profile_r).mean(-1)  # [L, H]
         measure = "mean absolute difference of head profiles (" + ", ".join(FEATURES) + ")"
+    causal = [side for side, cap in (("left", left), ("right", right)) if cap.causal]
+    if len(causal) == 1:  # an encoder against a decoder: the decoder's mask is part of the difference
+        measure += (f"; the {causal[0]} model is causal (a decoder): its queries put no weight on later tokens, "
+                    "which is part of the difference")
     return {"aligned": aligned, "measure": measure, "layers": n_layers, "heads": n_heads,
             "map": [[round(float(v), 5) for v in row] for row in values]}

@@ -8,15 +8,26 @@ A payload is ``(meta, buffers)``:
 * ``buffers`` - ``{name: bytes}``, one per layer and kind, so a host can load (or a
   server can send) one layer at a time:
 
-  ``queries/<layer>``    float16 [head, token, d_head]
-  ``keys/<layer>``       float16 [head, token, d_head]
+  ``queries/<layer>``    float16 [head, token, d_head]  (absent when the capture has no q/k: ``has_qk`` false,
+  ``keys/<layer>``       float16 [head, token, d_head]   a family without an entry; the neuron view is hidden)
+  ``terms/<layer>``      float16 [term, head, query, key]  only for families whose scores add terms to q . k
+                         (``score_terms`` names them in order, ``content_scale`` [layer][head] is the factor
+                         of q . k): score = q . k * content_scale + sum of the terms, in logit units
   ``thumbs/<layer>``     uint8   [head, n, n]  model-view thumbnails: the maximum weight of
                          each block of queries x keys (block edges floor(k * T / n),
                          n = min(T, THUMB_SIZE)), coded like attention below
   ``attention/<layer>``  uint8   [head, query, key]  only when ``attention_code`` is
                          ``"sqrt-uint8"``: v = round(255 * sqrt(weight)), weight ~= (v / 255) ** 2
+  ``value_norms/<layer>`` float16 [head, key]  ||f_h(x_j)|| (a capture made with values=True): the page
+                         draws the value_norm lens as attention x norm, rows renormalised
+  ``grad_weights/<layer>`` uint8 [head, query, key]  the grad_weights lens when the capture carries it
+                         (``Capture.extras["grad_weights"]``), rows renormalised, sqrt-coded like attention
 
-Attention weights are softmax(q . k / sqrt(d_head)) of the shipped q/k whenever that
+``lenses`` lists what the page's lens selector offers: weights, rollout (computed in the page from the
+weights), value_norm and grad_weights when their buffers are there.
+
+Attention weights are softmax(q . k / sqrt(d_head)) of the shipped q/k (for a decoder's capture,
+``causal`` true, with the causal mask: a query's weights on later keys are 0) whenever that
 reproduces the capture's own weights (``attention_code: "qk"``, checked on sampled rows,
 the largest difference found is ``attention_error``): the page then carries no T x T
 arrays at all and computes each layer when it is drawn. Otherwise (attention that is not
@@ -34,7 +45,7 @@ import zlib
 
 import numpy as np
 
-from ..capturing import Capture
+from ..capturing import Capture, score_term_names
 from ..errors import AttnlensError
 
 FORMAT = "attnlens.view/1"
@@ -74,7 +85,7 @@ def _check(cap: Capture) -> None:
         raise AttnlensError("the capture has no tokens")
     if cap.attentions.shape != (n_layers, n_heads, t, t):
         raise AttnlensError(f"attentions have shape {cap.attentions.shape}, expected {(n_layers, n_heads, t, t)}")
-    for name in ("queries", "keys"):
+    for name in ("queries", "keys") if cap.has_qk else ():
         shape = getattr(cap, name).shape
         if shape[:3] != (n_layers, n_heads, t) or len(shape) != 4:
             raise AttnlensError(f"{name} have shape {shape}, expected ({n_layers}, {n_heads}, {t}, d_head)")
@@ -83,9 +94,15 @@ def _check(cap: Capture) -> None:
             raise AttnlensError(f"{name} has {len(getattr(cap, name))} entries for {t} tokens")
 
 
-def softmax_qk(q: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """softmax(q . k / sqrt(d)) over the last axis; q: [..., Tq, D], k: [..., Tk, D] -> [..., Tq, Tk]."""
+def softmax_qk(q: np.ndarray, k: np.ndarray, causal: bool = False, rows=None) -> np.ndarray:
+    """softmax(q . k / sqrt(d)) over the last axis; q: [..., Tq, D], k: [..., Tk, D] -> [..., Tq, Tk].
+
+    causal: query i gets weight 0 on every key j > i, where i is the row's position (`rows`: the positions
+    of q's rows, default 0..Tq-1)."""
     scores = np.matmul(q.astype(np.float64), np.swapaxes(k.astype(np.float64), -1, -2)) / np.sqrt(q.shape[-1])
+    if causal:
+        positions = np.arange(q.shape[-2]) if rows is None else np.asarray(rows)
+        scores = np.where(np.arange(k.shape[-2])[None, :] > positions[:, None], -np.inf, scores)  # [..., Tq, Tk]
     scores -= scores.max(axis=-1, keepdims=True)
     weights = np.exp(scores)
     return weights / weights.sum(axis=-1, keepdims=True)
@@ -96,12 +113,30 @@ def qk_attention_error(cap: Capture, rows: int = 16) -> float:
     picks = np.unique(np.linspace(0, cap.num_tokens - 1, min(rows, cap.num_tokens)).astype(int))
     q16 = cap.queries[:, :, picks].astype(np.float16)  # [L, H, rows, D]
     k16 = cap.keys.astype(np.float16)  # [L, H, T, D]
-    derived = softmax_qk(q16, k16)  # [L, H, rows, T]
+    derived = softmax_qk(q16, k16, bool(cap.causal), picks)  # [L, H, rows, T]
     return float(np.abs(derived - cap.attentions[:, :, picks]).max())
 
 
 QK_TOLERANCE = 0.01
+SHIPPED_LENSES = ("grad_weights",)  # per-head lenses a capture may carry in extras, shipped as sqrt-uint8
 THUMB_SIZE = 96
+
+
+def score_terms(cap: Capture) -> dict[str, np.ndarray]:
+    """The capture's score terms (extras added to the scaled q . k), name -> [L, H, T, T]; {} without q/k."""
+    if not cap.has_qk:
+        return {}
+    shape = (cap.num_layers, cap.num_heads, cap.num_tokens, cap.num_tokens)
+    return {name: cap.extras[name] for name in score_term_names() if name in cap.extras
+            and cap.extras[name].shape == shape}
+
+
+def content_scale(cap: Capture) -> list[list[float]]:
+    """The factor of q . k per [layer][head] (1 / sqrt(d_head) unless the capture records its own)."""
+    scale = cap.extras.get("content_scale")
+    if scale is None:
+        scale = np.full((cap.num_layers, cap.num_heads), 1.0 / np.sqrt(cap.d_head))
+    return [[float(x) for x in row] for row in np.asarray(scale, dtype=np.float64)]
 
 
 def block_max(weights: np.ndarray, n: int) -> np.ndarray:
@@ -110,6 +145,13 @@ def block_max(weights: np.ndarray, n: int) -> np.ndarray:
     edges = (np.arange(n) * t) // n
     pooled = np.maximum.reduceat(weights, edges, axis=-1)  # [..., T, n]
     return np.maximum.reduceat(pooled, edges, axis=-2)  # [..., n, n]
+
+
+def _row_shares(maps: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (0 where the sum is 0).  [..., T, T]"""
+    maps = np.abs(np.asarray(maps, dtype=np.float32))
+    total = maps.sum(-1, keepdims=True)
+    return np.divide(maps, total, out=np.zeros_like(maps), where=total > 0)
 
 
 def build_payload(cap: Capture, *, attention: str = "auto", compress: bool = True,
@@ -122,9 +164,13 @@ def build_payload(cap: Capture, *, attention: str = "auto", compress: bool = Tru
     _check(cap)
     if attention not in ("auto", "qk", "uint8"):
         raise AttnlensError(f"attention must be 'auto', 'qk' or 'uint8', not {attention!r}")
-    queries = _to_float16(cap.queries, "queries")  # [L, H, T, D]
-    keys = _to_float16(cap.keys, "keys")  # [L, H, T, D]
-    error = qk_attention_error(cap) if attention != "uint8" else None
+    if attention == "qk" and not cap.has_qk:
+        raise AttnlensError("attention='qk' needs the capture's q/k; this capture has none (use 'auto' or 'uint8')")
+    if cap.has_qk:
+        queries = _to_float16(cap.queries, "queries")  # [L, H, T, D]
+        keys = _to_float16(cap.keys, "keys")  # [L, H, T, D]
+    terms = score_terms(cap)  # name -> [L, H, T, T]
+    error = qk_attention_error(cap) if attention != "uint8" and cap.has_qk else None
     if attention == "qk" or (attention == "auto" and error is not None and error <= QK_TOLERANCE):
         code = "qk"
     else:
@@ -133,11 +179,20 @@ def build_payload(cap: Capture, *, attention: str = "auto", compress: bool = Tru
     entries: dict[str, dict] = {}
     n_layers, n_heads, t, d = cap.num_layers, cap.num_heads, cap.num_tokens, cap.d_head
     thumb = min(t, THUMB_SIZE)
+    shipped = {name: _row_shares(cap.extras[name]) for name in SHIPPED_LENSES
+               if np.shape(cap.extras.get(name)) == (n_layers, n_heads, t, t)}  # name -> [L, H, T, T]
+    norms = getattr(cap, "value_norms", None)
     for layer in range(n_layers):
-        arrays = {
-            f"queries/{layer}": queries[layer],  # [head, token, d_head]
-            f"keys/{layer}": keys[layer],  # [head, token, d_head]
-        }
+        arrays = {}
+        if norms is not None:
+            arrays[f"value_norms/{layer}"] = _to_float16(norms[layer], "value norms")  # [head, key]
+        for name, maps in shipped.items():
+            arrays[f"{name}/{layer}"] = quantize_attention(maps[layer])  # [head, query, key]
+        if cap.has_qk:
+            arrays[f"queries/{layer}"] = queries[layer]  # [head, token, d_head]
+            arrays[f"keys/{layer}"] = keys[layer]  # [head, token, d_head]
+        if terms:
+            arrays[f"terms/{layer}"] = _to_float16(np.stack([x[layer] for x in terms.values()]), "score terms")
         arrays[f"thumbs/{layer}"] = quantize_attention(block_max(cap.attentions[layer], thumb))  # [head, n, n]
         if code == "sqrt-uint8":
             arrays[f"attention/{layer}"] = quantize_attention(cap.attentions[layer])  # [head, query, key]
@@ -162,8 +217,13 @@ def build_payload(cap: Capture, *, attention: str = "auto", compress: bool = Tru
         "segment_ids": [int(s) for s in cap.segment_ids],
         "word_ids": [int(w) for w in cap.word_ids],
         "special": [bool(s) for s in cap.special_mask],
+        "has_qk": bool(cap.has_qk),
+        "causal": bool(cap.causal),  # a decoder: no query attends to a later key (the page masks q . k so)
+        "score_terms": list(terms),
+        "content_scale": content_scale(cap) if terms else None,
         "attention_code": code,
         "attention_error": error,
+        "lenses": ["weights", "rollout"] + (["value_norm"] if norms is not None else []) + list(shipped),
         "thumb_size": thumb,
         "buffers": entries,
     }
@@ -182,12 +242,14 @@ def decode_buffer(meta: dict, buffers: dict[str, bytes], name: str) -> np.ndarra
 
 def decode_payload(meta: dict, buffers: dict[str, bytes]) -> dict[str, np.ndarray]:
     """What a page sees, all layers stacked: attentions [L, H, T, T] (decoded, or derived
-    from q/k as the page does), queries / keys [L, H, T, D] (float32)."""
+    from q/k as the page does), queries / keys [L, H, T, D] (float32, when the payload has them),
+    terms [L, term, H, T, T] (when it has score terms), value_norms [L, H, T] and grad_weights [L, H, T, T]
+    (row shares, when it has them)."""
     layers = range(meta["num_layers"])
-    out = {kind: np.stack([decode_buffer(meta, buffers, f"{kind}/{layer}") for layer in layers])
-           for kind in ("queries", "keys")}
+    kinds = [k for k in ("queries", "keys", "terms", "value_norms", "grad_weights") if f"{k}/0" in meta["buffers"]]
+    out = {kind: np.stack([decode_buffer(meta, buffers, f"{kind}/{layer}") for layer in layers]) for kind in kinds}
     if meta["attention_code"] == "qk":
-        out["attentions"] = softmax_qk(out["queries"], out["keys"]).astype(np.float32)
+        out["attentions"] = softmax_qk(out["queries"], out["keys"], bool(meta.get("causal"))).astype(np.float32)
     else:
         out["attentions"] = np.stack([decode_buffer(meta, buffers, f"attention/{layer}") for layer in layers])
     return out

@@ -10,6 +10,7 @@ import numpy as np
 from ..capturing import Capture
 from ..errors import AttnlensError
 from ..patterns.profile import KINDS, target_kinds
+from .payload import content_scale, score_terms
 
 FILTERS = {"all": (None, None), "AA": (0, 0), "AB": (0, 1), "BA": (1, 0), "BB": (1, 1)}
 
@@ -50,7 +51,7 @@ def head_view_text(cap: Capture, layer: int = 0, heads=None, *, pair_filter: str
     weights = cap.attentions[layer, heads].mean(axis=0)  # [query, key]
     shown = "all" if len(heads) == cap.num_heads else ",".join(map(str, heads))
     lines = [f"head view: layer {layer}, heads {shown}, filter {pair_filter}, "
-             f"top {top} keys with weight >= {threshold:g}"]
+             f"top {top} keys with weight >= {threshold:g}" + _CAUSAL * bool(cap.causal)]
     for i in np.flatnonzero(rows):
         w = np.where(cols, weights[i], -1.0)  # [key]
         order = [j for j in np.argsort(-w, kind="stable")[:top] if w[j] >= threshold]
@@ -60,6 +61,7 @@ def head_view_text(cap: Capture, layer: int = 0, heads=None, *, pair_filter: str
 
 
 _KIND_LABELS = {"previous": "-1", "next": "+1", "self": "+0"}
+_CAUSAL = " (causal: each token attends only to itself and earlier tokens)"
 
 
 def _head_digest(att: np.ndarray, kinds: np.ndarray, tokens: list[str]) -> str:
@@ -87,8 +89,8 @@ def model_view_text(cap: Capture) -> str:
     width = 18
     kinds = target_kinds(cap)  # [T, T]
     header = "     " + "".join(f"H{h:<{width - 1}}" for h in range(cap.num_heads))
-    lines = ["model view: per head, the usual target of the strongest weight, share of queries, mean strongest weight",
-             header.rstrip()]
+    lines = ["model view: per head, the usual target of the strongest weight, share of queries, mean strongest weight"
+             + _CAUSAL * bool(cap.causal), header.rstrip()]
     for layer in range(cap.num_layers):
         cells = [_head_digest(cap.attentions[layer, head], kinds, cap.tokens) for head in range(cap.num_heads)]
         lines.append((f"L{layer:<4}" + "".join(f"{c:<{width}}" for c in cells)).rstrip())
@@ -97,21 +99,31 @@ def model_view_text(cap: Capture) -> str:
 
 def neuron_view_text(cap: Capture, layer: int, head: int, query: int, *, dims: int = 3) -> str:
     """For one query token: q, then per key q.k, q.k/sqrt(d), the softmax weight and the
-    dimensions of q x k that contribute most."""
+    dimensions of q x k that contribute most. A family whose scores add terms to q . k
+    (DeBERTa's position terms, MPNet's relative bias) gets one column per term and their total."""
     cap.check_layer_head(layer, head)
     if not 0 <= query < cap.num_tokens:
         raise AttnlensError(f"token {query} is out of range: the input has tokens 0..{cap.num_tokens - 1}")
+    cap.require_qk("the neuron view")
     q = cap.queries[layer, head, query].astype(np.float64)  # [D]
     k = cap.keys[layer, head].astype(np.float64)  # [key, D]
     products = k * q  # [key, D]
     dots = products.sum(axis=1)  # [key]
-    scaled = dots / np.sqrt(cap.d_head)  # [key]
+    terms = {name: x[layer, head, query].astype(np.float64) for name, x in score_terms(cap).items()}  # [key] each
+    scale = content_scale(cap)[layer][head]
+    scaled = dots * scale  # [key]
+    total = scaled + sum(terms.values())  # [key]
     weights = cap.attentions[layer, head, query]  # [key]
-    lines = [f"neuron view: layer {layer}, head {head}, query {_label(cap, query, 999)}, d_head {cap.d_head}",
-             "q = [" + " ".join(f"{v:.3f}" for v in q) + "]",
-             f"{'key':<14} {'q.k':>9} {'q.k/sqrt(d)':>12} {'softmax':>8}  top q x k dims"]
-    for j in range(cap.num_tokens):
+    shown = "q.k/sqrt(d)" if not terms else f"q.k*{scale:.3g}"
+    widths = {name: max(12, len(name)) for name in terms}
+    head_line = f"{'key':<14} {'q.k':>9} {shown:>12}" + "".join(f" {name:>{widths[name]}}" for name in terms)
+    head_line += f" {'score':>9}" * bool(terms) + f" {'softmax':>8}  top q x k dims"
+    lines = [f"neuron view: layer {layer}, head {head}, query {_label(cap, query, 999)}, d_head {cap.d_head}"
+             + (f"{_CAUSAL}; the {cap.num_tokens - 1 - query} later keys are masked" if cap.causal else ""),
+             "q = [" + " ".join(f"{v:.3f}" for v in q) + "]", head_line]
+    for j in range(query + 1 if cap.causal else cap.num_tokens):  # a decoder's query sees no later key
         top = np.argsort(-np.abs(products[j]), kind="stable")[:dims]
         contrib = " ".join(f"{d}:{products[j, d]:+.3f}" for d in top)
-        lines.append(f"{_label(cap, j):<14} {dots[j]:>9.3f} {scaled[j]:>12.3f} {weights[j]:>8.3f}  {contrib}")
+        cells = "".join(f" {x[j]:>{widths[n]}.3f}" for n, x in terms.items()) + (f" {total[j]:>9.3f}" if terms else "")
+        lines.append(f"{_label(cap, j):<14} {dots[j]:>9.3f} {scaled[j]:>12.3f}{cells} {weights[j]:>8.3f}  {contrib}")
     return "\n".join(lines)

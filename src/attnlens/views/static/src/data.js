@@ -123,6 +123,18 @@ export class CaptureData {
     for (const k of keys.slice(0, Math.max(0, keys.length - keep))) this.cache.delete(k);
   }
 
+  /** False when the payload carries no q/k (a model without an attnlens family entry: attention only). */
+  get hasQK() { return this.meta.has_qk !== false; }
+
+  /** Float32Array [term, head, query, key] of one layer's score terms (meta.score_terms), or null. */
+  async terms(layer) {
+    if (!(this.meta.score_terms || []).length) return null;
+    const key = `terms/${layer}`, fresh = !this.cache.has(key);
+    const out = this.cached(key, () => this.buffer(key));
+    if (fresh) this.evict("terms/", 3);
+    return out;
+  }
+
   /** {q, k}: Float32Array [head, token, d_head] of one layer. */
   vectors(layer) {
     return this.cached(`qk/${layer}`, async () => {
@@ -131,7 +143,10 @@ export class CaptureData {
     });
   }
 
-  /** Float32Array [head, query, key] of one layer: stored codes, or softmax(q.k/sqrt(d)). */
+  /** True for a decoder's capture: a query sees only itself and earlier keys (q . k is masked so). */
+  get causal() { return this.meta.causal === true; }
+
+  /** Float32Array [head, query, key] of one layer: stored codes, or softmax(q.k/sqrt(d)) (causal: masked). */
   attention(layer) {
     return this.cached(`att/${layer}`, async () => {
       if (this.meta.attention_code === "qk") return this.attentionFromQK(await this.vectors(layer));
@@ -140,6 +155,64 @@ export class CaptureData {
       for (let i = 0; i < codes.length; i++) { const v = codes[i] / 255; out[i] = v * v; }
       return out;
     });
+  }
+
+  /** Float32Array [head, query, key] of one layer under a lens (meta.lenses): "weights" as above;
+   *  "value_norm" = weight x ||f_h(x_j)|| (Kobayashi et al. 2020), each row renormalised to 1; "rollout"
+   *  (Abnar & Zuidema 2020) computed here from the weights, the same for every head; "grad_weights" as shipped. */
+  lensAttention(layer, lens) {
+    if (!lens || lens === "weights" || !(this.meta.lenses || []).includes(lens)) return this.attention(layer);
+    return this.cached(`att/${lens}/${layer}`, async () => {
+      const { H, T } = this, out = new Float32Array(H * T * T);
+      if (lens === "rollout") {
+        const r = await this.rollout(layer);
+        for (let head = 0; head < H; head++) out.set(r, head * T * T);
+        return out;
+      }
+      if (lens === "value_norm") {
+        const [att, norms] = await Promise.all([this.attention(layer), this.buffer(`value_norms/${layer}`)]);
+        for (let r = 0; r < H * T; r++) {
+          const n = Math.floor(r / T) * T, o = r * T;
+          let sum = 0;
+          for (let j = 0; j < T; j++) { const v = att[o + j] * norms[n + j]; out[o + j] = v; sum += v; }
+          if (sum > 0) for (let j = 0; j < T; j++) out[o + j] /= sum;
+        }
+        return out;
+      }
+      const codes = await this.buffer(`${lens}/${layer}`);
+      for (let i = 0; i < codes.length; i++) { const v = codes[i] / 255; out[i] = v * v; }
+      return out;
+    });
+  }
+
+  /** Float32Array [query, key]: rollout R_l = A_l R_(l-1), A_l = 0.5 mean_h(weights) + 0.5 I, rows renormalised. */
+  rollout(layer) {
+    return this.cached(`rollout/${layer}`, async () => {
+      const { H, T } = this, att = await this.attention(layer), a = new Float64Array(T * T);
+      for (let head = 0; head < H; head++) for (let i = 0; i < T * T; i++) a[i] += att[head * T * T + i] * 0.5 / H;
+      for (let i = 0; i < T; i++) {
+        a[i * T + i] += 0.5;
+        let sum = 0;
+        for (let j = 0; j < T; j++) sum += a[i * T + j];
+        for (let j = 0; j < T; j++) a[i * T + j] /= sum;
+      }
+      if (layer === 0) return Float32Array.from(a);
+      const prev = await this.rollout(layer - 1), out = new Float32Array(T * T);
+      for (let i = 0; i < T; i++) {
+        for (let k = 0; k < T; k++) {
+          const w = a[i * T + k];
+          if (w === 0) continue;
+          for (let j = 0; j < T; j++) out[i * T + j] += w * prev[k * T + j];
+        }
+      }
+      return out;
+    });
+  }
+
+  /** Float32Array [head, key] of ||f_h(x_j)|| for one layer, or null when the payload has no value norms. */
+  valueNorms(layer) {
+    if (!(this.meta.lenses || []).includes("value_norm")) return Promise.resolve(null);
+    return this.cached(`norms/${layer}`, () => this.buffer(`value_norms/${layer}`));
   }
 
   attentionFromQK({ q, k }) {
@@ -167,6 +240,7 @@ export class CaptureData {
     }
     for (let r = 0; r < H * T; r++) {  // softmax of each row, in place
       const row = out.subarray(r * T, (r + 1) * T);
+      if (this.causal) row.fill(-Infinity, (r % T) + 1);  // query r % T sees no later key: weight 0
       let max = -Infinity;
       for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
       let sum = 0;
@@ -177,10 +251,11 @@ export class CaptureData {
     return out;
   }
 
-  /** What the neuron view shows for one query: q, k per key, q x k, q.k, softmax (float64). */
+  /** What the neuron view shows for one query: q, k per key, q x k, q.k, the score terms (families whose
+   *  scores add terms to q . k: [{name, values}]) and their total, softmax of the score (float64). */
   async detail(layer, head, query) {
-    const { q, k } = await this.vectors(layer);
-    const { T, D } = this, base = head * T * D;
+    const [{ q, k }, termBuf] = await Promise.all([this.vectors(layer), this.terms(layer)]);
+    const { H, T, D } = this, base = head * T * D;
     const qv = Array.from(q.subarray(base + query * D, base + (query + 1) * D));
     const keys = [], products = [], dots = [];
     for (let j = 0; j < T; j++) {
@@ -188,11 +263,24 @@ export class CaptureData {
       const prod = kv.map((x, d) => x * qv[d]);
       keys.push(kv); products.push(prod); dots.push(prod.reduce((a, b) => a + b, 0));
     }
-    const scaled = dots.map((s) => s / Math.sqrt(D)), max = Math.max(...scaled);
-    const exps = scaled.map((s) => Math.exp(s - max)), sum = exps.reduce((a, b) => a + b, 0);
-    return { q: qv, keys, products, dots, scaled, softmax: exps.map((e) => e / sum) };
+    const scale = this.meta.content_scale ? this.meta.content_scale[layer][head] : 1 / Math.sqrt(D);
+    const scaled = dots.map((s) => s * scale);
+    const terms = (this.meta.score_terms || []).map((name, t) => {
+      const at = ((t * H + head) * T + query) * T;
+      return { name, values: Array.from(termBuf.subarray(at, at + T)) };
+    });
+    const total = scaled.map((s, j) => (this.causal && j > query ? -Infinity  // a later key: masked, weight 0
+      : terms.reduce((acc, term) => acc + term.values[j], s))), max = Math.max(...total);
+    const exps = total.map((s) => Math.exp(s - max)), sum = exps.reduce((a, b) => a + b, 0);
+    return { q: qv, keys, products, dots, scale, scaled, terms, total, softmax: exps.map((e) => e / sum) };
   }
 }
+
+// ---------------------------------------------------------------- lenses
+
+/** [key, label] of each lens the views offer (the payload's meta.lenses says which it carries). */
+export const LENS_OPTIONS = [["weights", "weights"], ["value_norm", "value norm ‖αf(x)‖"],
+  ["rollout", "rollout"], ["grad_weights", "weight × |gradient|"]];
 
 // ---------------------------------------------------------------- sentence-pair filters
 

@@ -49,7 +49,7 @@ export class HeadView {
     this.canvas.addEventListener("click", (e) => this.pointer(e, true));
     this.canvas.addEventListener("mouseleave", () => { if (shell.state.hover) shell.setState({ hover: null }); });
     this.panel = h("section", { class: "al-panel", "data-view": "head" },
-      h("div", { class: "al-controls" }, h("label", {}, layer), shell.filterControl(),
+      h("div", { class: "al-controls" }, h("label", {}, layer), shell.filterControl(), shell.lensControl(),
         h("label", {}, "Hide below ", threshold, thresholdText), this.blocks),
       this.info, h("div", { class: "al-scroll" }, this.canvas));
   }
@@ -103,7 +103,7 @@ export class HeadView {
     const gen = ++this.generation;
     const shell = this.shell, { T } = shell.data, s = shell.state, tokens = shell.tokens;
     const t0 = performance.now();
-    const att = await shell.data.attention(s.layer);
+    const att = await shell.data.lensAttention(s.layer, s.lens);
     shell.el.dataset.headComputeMs = (performance.now() - t0).toFixed(1);
     if (gen !== this.generation) return;
     const lay = (this.layout = this.measure());

@@ -33,7 +33,7 @@ export class ModelView {
     });
     this.canvas.addEventListener("mouseleave", () => shell.tooltip.hide());
     this.panel = h("section", { class: "al-panel", "data-view": "model" },
-      h("div", { class: "al-controls" }, shell.filterControl(),
+      h("div", { class: "al-controls" }, shell.filterControl(), shell.lensControl(),
         h("span", { class: "al-legend-text", text: "Each cell: one head, queries down, keys across; stronger colour = more attention (\u221aweight of the block maximum)." })),
       h("div", { class: "al-scroll" }, this.canvas));
   }
@@ -60,9 +60,9 @@ export class ModelView {
   /** Uint8Array [head, n, n] of sqrt-coded block maxima for one layer under the current filter. */
   async thumbs(layer) {
     const shell = this.shell, filter = shell.state.filter;
-    if (filter === "all") return shell.data.buffer(`thumbs/${layer}`);
+    if (filter === "all" && shell.state.lens === "weights") return shell.data.buffer(`thumbs/${layer}`);
     const { H, T } = shell.data, n = shell.data.meta.thumb_size;
-    const att = await shell.data.attention(layer);
+    const att = await shell.data.lensAttention(layer, shell.state.lens);
     const rowsOk = shell.allowed("query"), colsOk = shell.allowed("key"), out = new Uint8Array(H * n * n);
     const edges = Array.from({ length: n + 1 }, (_, k) => Math.floor((k * T) / n));
     for (let head = 0; head < H; head++) {
@@ -83,7 +83,7 @@ export class ModelView {
 
   async draw() {
     const shell = this.shell, s = shell.state, el = shell.el;
-    const key = `${s.filter}/${s.theme}/${el.clientWidth}`;
+    const key = `${s.filter}/${s.lens}/${s.theme}/${el.clientWidth}`;
     if (this.drawnKey === key) { this.drawMarks(); return; }  // same thumbnails: only move the selection box
     const gen = ++this.generation;
     const { L, H } = shell.data, n = shell.data.meta.thumb_size;

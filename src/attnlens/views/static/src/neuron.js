@@ -1,7 +1,21 @@
 // attnlens front end, part 5 of 6: the attention-detail (neuron) view of one layer, head and
-// query token: q, then per key k, q x k (per dimension), q . k and softmax(q . k / sqrt(d)).
+// query token: q, then per key k, q x k (per dimension), q . k and softmax(q . k / sqrt(d)). Families whose
+// scores add terms to q . k (DeBERTa: content->position, position->content; MPNet: relative bias) get one
+// column per term, side by side with the scaled q . k, and their total (the score the softmax takes).
+// A capture without q/k (a model without an attnlens family entry) shows a message instead.
 
 import { FONT, clipText, cssVar, fitCanvas, fmt, h, parseColor } from "./dom.js";
+
+const TERM_LABELS = { content_to_position: "c\u2192p", position_to_content: "p\u2192c", position_bias: "bias" };
+const TERM_WIDTH = 64;
+
+/** The score columns of a detail: [] for plain q . k, else q.k scaled, each term, and the total. */
+function scoreColumns(detail) {
+  if (!detail.terms.length) return [];
+  return [{ label: "q\u00b7k\u00b7s", name: "content", values: detail.scaled },
+    ...detail.terms.map((t) => ({ label: TERM_LABELS[t.name] || t.name.slice(0, 8), name: t.name, values: t.values })),
+    { label: "score", name: "score", values: detail.total }];
+}
 
 export class NeuronView {
   static title = "Neuron view";
@@ -20,6 +34,13 @@ export class NeuronView {
 
   build() {
     const shell = this.shell, { H, T } = shell.data;
+    if (!shell.data.hasQK) {
+      this.panel = h("section", { class: "al-panel", "data-view": "neuron" },
+        h("p", { class: "al-legend", "data-role": "no-qk", text: "The neuron view needs per-head queries and keys. "
+          + "This model's family has no entry in attnlens's architecture table, so its capture holds the model's own "
+          + "attention only (exact): the head and model views show it; explanations and value lenses are not available." }));
+      return;
+    }
     const layer = shell.layerSelect();
     const head = shell.stateSelect("head", [...Array(H).keys()].map((x) => [x, `Head ${x}`]), "Head");
     const query = shell.stateSelect("query", [...Array(T).keys()].map((i) => [i, `${i}: ${shell.tokens[i]}`]), "Query token");
@@ -46,16 +67,24 @@ export class NeuronView {
     ctx.font = FONT;
     const label = Math.min(Math.ceil(Math.max(...this.shell.tokens.map((t) => ctx.measureText(t).width))) + 40, 200);
     const row = T > 200 ? 13 : 16;
-    const kx = label + 8, px = kx + D * cell + 24, dotx = px + D * cell + 24, softx = dotx + 80;
+    const terms = (this.shell.data.meta.score_terms || []).length, cols = terms ? terms + 2 : 0;
+    const kx = label + 8, px = kx + D * cell + 24, dotx = px + D * cell + 24, termx = dotx + 80;
+    const softx = termx + cols * TERM_WIDTH + (cols ? 10 : 0);
     // top: the key rows' header; rows: y of the first key row (q sits at top - 14)
-    return { cell, row, label, kx, px, dotx, softx, top: 40, rows: 48, width: softx + 130, height: 40 + 8 + (T + 1) * row };
+    const norms = (this.shell.data.meta.lenses || []).includes("value_norm") ? 130 : 0;  // the ||f_h(x_j)|| column
+    return { cell, row, label, kx, px, dotx, termx, softx, normx: softx + 120, top: 40, rows: 48,
+      width: softx + 130 + norms, height: 40 + 8 + (T + 1) * row };
   }
 
   async draw() {
     const gen = ++this.generation;
+    if (!this.shell.data.hasQK) { this.shell.markDrawn("neuron"); return; }
     const shell = this.shell, s = shell.state, { T, D } = shell.data, tokens = shell.tokens, el = shell.el;
-    const detail = await shell.data.detail(s.layer, s.head, s.query);
+    const [detail, norms] = await Promise.all([shell.data.detail(s.layer, s.head, s.query),
+      shell.data.valueNorms(s.layer)]);
     if (gen !== this.generation) return;
+    const norm = norms ? Array.from(norms.subarray(s.head * T, (s.head + 1) * T)) : null;  // ||f_h(x_j)|| per key
+    const normMax = norm ? Math.max(1e-12, ...norm) : 1;
     this.detail = detail;
     const lay = (this.layout = this.measure());
     const ctx = fitCanvas(this.canvas, lay.width, lay.height);
@@ -71,7 +100,12 @@ export class NeuronView {
     ctx.font = FONT; ctx.textBaseline = "middle";
     ctx.fillStyle = muted; ctx.textAlign = "left";
     ctx.fillText("k (key)", lay.kx, 12); ctx.fillText("q \u00d7 k", lay.px, 12);
-    ctx.fillText("q \u00b7 k", lay.dotx, 12); ctx.fillText("softmax(q\u00b7k/\u221ad)", lay.softx, 12);
+    const columns = scoreColumns(detail);
+    ctx.fillText("q \u00b7 k", lay.dotx, 12);
+    columns.forEach((c, i) => ctx.fillText(c.label, lay.termx + i * TERM_WIDTH, 12));
+    ctx.fillText(columns.length ? "softmax(score)" : "softmax(q\u00b7k/\u221ad)", lay.softx, 12);
+    const termMax = Math.max(1e-12, ...columns.flatMap((c) => c.values.map(Math.abs)));
+    if (norm) ctx.fillText("\u2016f(x)\u2016 (value norm)", lay.normx, 12);
     // the query vector, above the key columns
     const qy = lay.top - 14;
     ctx.fillStyle = fg; ctx.textAlign = "right";
@@ -93,10 +127,20 @@ export class NeuronView {
       ctx.fillRect(lay.dotx, y + 1, 60, lay.row - 2);
       ctx.fillStyle = fg; ctx.textAlign = "right";
       ctx.fillText(fmt(detail.dots[j], 2), lay.dotx + 58, y + lay.row / 2);
+      columns.forEach((c, i) => {
+        const x = lay.termx + i * TERM_WIDTH;
+        ctx.fillStyle = color(c.values[j], termMax); ctx.fillRect(x, y + 1, TERM_WIDTH - 4, lay.row - 2);
+        ctx.fillStyle = fg; ctx.textAlign = "right"; ctx.fillText(fmt(c.values[j], 2), x + TERM_WIDTH - 6, y + lay.row / 2);
+      });
       ctx.fillStyle = `rgba(${pos.join(",")},0.85)`;
       ctx.fillRect(lay.softx, y + 2, 60 * detail.softmax[j], lay.row - 4);
       ctx.fillStyle = fg; ctx.textAlign = "left";
       ctx.fillText(fmt(detail.softmax[j], 3), lay.softx + 64, y + lay.row / 2);
+      if (norm) {  // what this key would pass on at full weight: a heavy weight on a small norm moves little
+        ctx.fillStyle = `rgba(${neg.join(",")},0.75)`;
+        ctx.fillRect(lay.normx, y + 2, 60 * norm[j] / normMax, lay.row - 4);
+        ctx.fillStyle = fg; ctx.fillText(fmt(norm[j], 2), lay.normx + 64, y + lay.row / 2);
+      }
     }
     this.renderLegend(vecMax, prodMax);
     shell.markDrawn("neuron");
@@ -136,7 +180,11 @@ export class NeuronView {
           text = `q \u00d7 k ${who} dim ${dim} = ${fmt(d.q[dim])} \u00d7 ${fmt(d.keys[j][dim])} = ${fmt(d.products[j][dim])}`;
           info = { kind: "qk", row: j, dim, value: fmt(d.products[j][dim]) };
         } else if (x >= lay.dotx && x < lay.dotx + 60) {
-          text = `q \u00b7 k ${who} = ${fmt(d.dots[j])}; / \u221a${D} = ${fmt(d.scaled[j])}`; info = { kind: "dot", row: j, value: fmt(d.dots[j]) };
+          text = `q \u00b7 k ${who} = ${fmt(d.dots[j])}; ${d.terms.length ? `\u00d7 ${fmt(d.scale)}` : `/ \u221a${D}`} = ${fmt(d.scaled[j])}`; info = { kind: "dot", row: j, value: fmt(d.dots[j]) };
+        } else if (x >= lay.termx && x < lay.termx + scoreColumns(d).length * TERM_WIDTH) {
+          const column = Math.floor((x - lay.termx) / TERM_WIDTH), c = scoreColumns(d)[column];
+          text = `${c.name} ${who} = ${fmt(c.values[j])}` + (c.name === "content" ? ` (q \u00b7 k \u00d7 ${fmt(d.scale)})` : "");
+          info = { kind: "term", row: j, dim: column, value: fmt(c.values[j]) };
         } else if (x >= lay.softx && x < lay.softx + 120) {
           text = `softmax ${who} = ${fmt(d.softmax[j])}`; info = { kind: "softmax", row: j, value: fmt(d.softmax[j]) };
         }
@@ -145,10 +193,12 @@ export class NeuronView {
     shell.tooltip.show(event, text, info);
   }
 
-  /** Where a cell is, in canvas CSS pixels: kind "q", "k", "qk" (with dim), "dot" or "softmax" of key row `row`. */
+  /** Where a cell is, in canvas CSS pixels: kind "q", "k", "qk" (with dim), "dot", "term" (dim = score column:
+   *  0 the scaled q . k, then each term, then the total) or "softmax" of key row `row`. */
   cellCenter(kind, row, dim = 0) {
     const lay = this.layout;
     const y = kind === "q" ? lay.top - 14 + lay.row / 2 : lay.rows + row * lay.row + lay.row / 2;
+    if (kind === "term") return { x: lay.termx + dim * TERM_WIDTH + TERM_WIDTH / 2, y };
     const x = { q: lay.kx, k: lay.kx, qk: lay.px }[kind];
     if (x !== undefined) return { x: x + dim * lay.cell + lay.cell / 2, y };
     return { x: kind === "dot" ? lay.dotx + 30 : lay.softx + 30, y };

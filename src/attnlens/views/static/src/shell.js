@@ -13,7 +13,7 @@
 // modelGeo / neuronCellCenter(). Options: views, layer, head, heads, query, theme (a standalone
 // page also reads them from its #hash, see hashOptions).
 
-import { CaptureData, FILTERS, filterMask, firstWordToken, sourceFromDocument, sourceFromModel } from "./data.js";
+import { CaptureData, FILTERS, LENS_OPTIONS, filterMask, firstWordToken, sourceFromDocument, sourceFromModel } from "./data.js";
 import { Tooltip, h, select } from "./dom.js";
 import { HeadView } from "./head.js";
 import { ModelView } from "./model.js";
@@ -76,7 +76,7 @@ class AttnlensView {
     this.store = createStore({
       view: this.views[0], layer: clampInt(options.layer, 0, L - 1, 0), head: clampInt(options.head, 0, H - 1, 0),
       query: clampInt(options.query, 0, T - 1, firstWordToken(meta)), heads: headSet(options.heads, H),
-      filter: "all", threshold: T > 64 ? 0.02 : 0, hover: null, pinned: null,
+      filter: "all", threshold: T > 64 ? 0.02 : 0, hover: null, pinned: null, lens: "weights",
       theme: options.theme || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light"),
     });
     this.state = this.store.state;
@@ -104,7 +104,8 @@ class AttnlensView {
     if (meta.is_pair) sentences.append(h("span", { class: "al-seg al-seg-b", text: "B" }), h("span", { text: meta.text_b }));
     this.el.append(h("div", { class: "al-header" },
       h("div", { class: "al-title" }, h("strong", { text: "attnlens" }),
-        h("span", { class: "al-model", text: ` ${meta.model_name} \u00b7 ${meta.num_layers} layers \u00d7 ${meta.num_heads} heads \u00b7 ${meta.num_tokens} tokens` }),
+        h("span", { class: "al-model", text: ` ${meta.model_name} \u00b7 ${meta.num_layers} layers \u00d7 ${meta.num_heads} heads \u00b7 ${meta.num_tokens} tokens`
+          + (meta.causal ? " \u00b7 causal (decoder): each token attends only to itself and earlier tokens" : "") }),
         this.themeButton),
       sentences, tabs));
     this.subscribe((s) => this.syncFrame(s));  // first: the frame and data-* are current before any view redraws
@@ -126,6 +127,7 @@ class AttnlensView {
     const d = this.el.dataset, sel = this.selection();
     d.theme = s.theme;
     d.view = s.view; d.layer = s.layer; d.head = s.head; d.query = s.query; d.filter = s.filter;
+    d.lens = s.lens;
     d.heads = [...s.heads].sort((a, b) => a - b).join(",");
     d.selected = sel ? `${sel.side}:${sel.index}` : "";
   }
@@ -162,6 +164,13 @@ class AttnlensView {
   /** The layer picker ("Layer 0" ...) for a view's controls. */
   layerSelect() {
     return this.stateSelect("layer", [...Array(this.data.L).keys()].map((l) => [l, `Layer ${l}`]), "Layer");
+  }
+
+  /** The lens picker (weights / value norm / rollout / gradient) for a view's controls; null with weights only. */
+  lensControl() {
+    const offered = LENS_OPTIONS.filter(([key]) => (this.data.meta.lenses || ["weights"]).includes(key));
+    if (offered.length < 2) return null;
+    return h("label", {}, "Lens ", this.stateSelect("lens", offered, "Lens", String));
   }
 
   /** The sentence-pair filter ("Pairs A -> B" ...) for a view's controls; null for a single sentence. */
