@@ -3,7 +3,7 @@
 Prints, from one run:
 - tokens/s of a bare forward (tokenize, pad, sdpa forward of the unmodified model, same
   length-sorted batches) and of the atlas (the same plus q/k hooks, attention recomputed,
-  every pattern scored), and their ratio (target >= 0.7x);
+  every pattern scored), and their ratio (target >= 0.95x);
 - peak RSS of the atlas at each corpus size, each measured in a fresh subprocess, and the
   growth over the RSS before scoring (target: flat in the corpus size).
 
@@ -22,6 +22,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,13 @@ def throughput(n_pairs: int, batch_size: int, repeats: int) -> dict:
         t0 = time.perf_counter()
         bare_forward(lm, pairs, batch_size)
         bare.append(time.perf_counter() - t0)
+        # the atlas runs its forwards in a worker thread (capturing.prefetched); the same bare loop in a
+        # worker thread is timed too and the faster of the two is the baseline
+        t0 = time.perf_counter()
+        worker = threading.Thread(target=bare_forward, args=(lm, pairs, batch_size))
+        worker.start()
+        worker.join()
+        bare.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         stats = score_pairs(lm, pairs, batch_size=batch_size)
         atlas.append(time.perf_counter() - t0)
@@ -115,7 +123,7 @@ def main() -> None:
     print(f"throughput over {tp['pairs']} pairs ({tp['tokens']} tokens, default corpus, {tp['attn_implementation']}):")
     print(f"  bare forward   {tp['bare_tokens_per_s']:9.0f} tokens/s")
     print(f"  atlas          {tp['atlas_tokens_per_s']:9.0f} tokens/s")
-    print(f"  ratio atlas/bare: {tp['ratio']:.2f}x (target >= 0.70x)")
+    print(f"  ratio atlas/bare: {tp['ratio']:.2f}x (target >= 0.95x)")
     rows = []
     for size in [int(s) for s in args.sizes.split(",") if s]:
         out = subprocess.run([sys.executable, __file__, "--memory-child", str(size),

@@ -45,7 +45,7 @@ def batched_together(batcher: CaptureBatcher, inputs) -> list:
     the first one is taken alone before the rest arrive; the others run together once the lock is free."""
     with batcher.served.lock:
         futures = [batcher.submit(*inputs[0])]
-        wait_until(lambda: batcher.waiting == 0)  # the thread took it and waits for the lock
+        wait_until(lambda: batcher.taken == 1)  # the thread took it alone and waits for the lock
         futures += [batcher.submit(*pair) for pair in inputs[1:]]
         assert batcher.waiting == len(inputs) - 1
     return [f.result(60) for f in futures]
@@ -83,7 +83,7 @@ def test_an_input_over_the_token_limit_fails_alone():
     try:
         with batcher.served.lock:
             futures = [batcher.submit(inputs[0][0], None)]
-            wait_until(lambda: batcher.waiting == 0)
+            wait_until(lambda: batcher.taken == 1)
             futures += [batcher.submit(text, None) for (text,) in inputs[1:]]
         with pytest.raises(LimitError) as refused:
             futures[2].result(60)
@@ -112,9 +112,11 @@ def test_concurrent_http_requests_each_get_their_own_view_data():
     with TestClient(app) as c:
         threads = [threading.Thread(target=client, args=(i, c)) for i in range(len(requests))]
         with service.models["tiny"].lock:
-            for t in threads:
+            threads[0].start()
+            wait_until(lambda: batcher.taken == 1)  # taken alone; the batch thread now waits for the lock
+            for t in threads[1:]:
                 t.start()
-            wait_until(lambda: batcher.waiting == len(requests) - 1)  # one taken alone, the rest wait
+            wait_until(lambda: batcher.waiting == len(requests) - 1)
         for t in threads:
             t.join(120)
         assert batcher.batch_sizes[-2:] == [1, len(requests) - 1]

@@ -252,3 +252,26 @@ def test_corpus_means_are_the_mean_context_over_real_tokens():
         assert torch.allclose(means[layer], expected, atol=1e-5)
     result = attnlens.head_importance(PAIRS, lm, "embedding", "ablation", "mean", batch_size=2)
     assert np.isfinite(result.scores).all() and result.scores.max() > 0 and result.ablation == "mean"
+
+
+def test_zero_ablation_of_a_decoder_with_conv1d_projections():
+    """GPT-2 keeps W_O in a Conv1D (weight [in, out]): zeroing the head's rows is the same as the ablation."""
+    from transformers import GPT2Config, GPT2Model
+
+    from attnlens.capturing import LoadedModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=64, vocab_size=30522)
+    lm = LoadedModel(GPT2Model(config), tiny_model("bert").tokenizer, name="tiny-gpt2")
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102]])
+    with torch.no_grad(), ablate_heads(lm, [(1, 2)], "zero"):
+        got = lm.model(input_ids=ids).last_hidden_state
+    shadow = copy.deepcopy(lm.model)
+    with torch.no_grad():
+        shadow.h[1].attn.c_proj.weight[2 * 8:3 * 8, :] = 0  # Conv1D: rows are the input (context) dimensions
+        expected = shadow(input_ids=ids).last_hidden_state
+        assert (expected - lm.model(input_ids=ids).last_hidden_state).abs().max() > 1e-4
+    assert torch.allclose(got, expected, atol=1e-5)
+    with pytest.raises(AttnlensError, match="fuse or share"):
+        with torch.no_grad(), ablate_heads(lm, [(1, 2)], "uniform", mask=torch.ones_like(ids)):
+            lm.model(input_ids=ids)

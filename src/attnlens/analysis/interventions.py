@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from ..capturing import LoadedModel, find_modules, hooks
 from ..errors import AttnlensError
@@ -171,10 +170,15 @@ def ablate_heads(lm: LoadedModel, heads, kind: str = "zero", *, means=None, mask
         new = x.clone()
         for head in by_layer[layer]:
             part = slice(head * d, (head + 1) * d)
-            v = values[layer][..., part] if spec.needs == "values" else None  # [B, T, D]
+            v = None
+            if spec.needs == "values":
+                if values[layer].shape[-1] != x.shape[-1]:
+                    raise AttnlensError(f"uniform ablation needs one value slice per head; {lm.spec.family} models "
+                                        "fuse or share their value projection (use zero or mean)")
+                v = values[layer][..., part]  # [B, T, D]
             m = means[layer, head] if means is not None else None  # [D]
             new[..., part] = spec.replace(x[..., part], v, None if mask is None else mask.to(x.device), m)
-        return F.linear(new, module.weight, module.bias)  # [B, T, hidden]
+        return module.forward(new)  # [B, T, hidden]: the projection itself (Linear or Conv1D), hooks not re-run
 
     entries = [(_output_pattern(lm), on_output)]
     if spec.needs == "values":
@@ -195,7 +199,7 @@ def gate_heads(lm: LoadedModel, gates):
         x = inputs[0]  # [B, T, H * D]
         d = x.shape[-1] // lm.num_heads
         gate = gates[:, layer_of()].repeat_interleave(d, dim=-1).to(x.dtype)  # [B, H * D]
-        return F.linear(x * gate[:, None, :], module.weight, module.bias)  # [B, T, hidden]
+        return module.forward(x * gate[:, None, :])  # [B, T, hidden]
 
     with hooks(lm.model, [(_output_pattern(lm), on_output)]):
         yield

@@ -22,7 +22,7 @@ from ..errors import AttnlensError
 
 # Attention flow solves L * T^2 max-flow problems on a graph of (L + 1) * T nodes and L * T^2 edges.
 # Measured with scipy's maximum_flow (Dinic) for 6 layers x 12 heads (benchmarks/bench_effect.py, 2 shared
-# CPU cores under load): 0.9 s at 16 tokens, 15 s at 32, 27 s at 48, 119 s at 64 (2.8 s at 32 when idle).
+# CPU cores): 0.4 s at 16 tokens, 2.7 s at 32, 11 s at 48, 30 s at 64 (about 4x that under heavy load).
 # Past FLOW_TOKEN_LIMIT it is refused.
 FLOW_TOKEN_LIMIT = 64
 FLOW_SCALE = 1 << 24  # capacities are integers for scipy: resolution 6e-8 per edge
@@ -142,11 +142,6 @@ _REGISTRY = (
 )
 CAPTURE_LENSES: dict[str, Lens] = {lens.name: lens for lens in _REGISTRY}
 
-
-def capture_lens_names(capture) -> list[str]:
-    """The capture-only lenses this capture carries what they need for."""
-    return [name for name, lens in CAPTURE_LENSES.items()
-            if lens.needs != "values" or getattr(capture, "value_norms", None) is not None]
 
 
 def scoring_maps(name: str, attentions: np.ndarray, value_norms: np.ndarray | None = None,

@@ -55,6 +55,7 @@ class CaptureBatcher:
         self._thread: threading.Thread | None = None
         self._closed = False
         self.batch_sizes: list[int] = [1]  # inputs per run, most recent last (bounded), for tests and benchmarks
+        self.taken = 0  # inputs taken into batches so far
 
     @property
     def waiting(self) -> int:
@@ -104,6 +105,7 @@ class CaptureBatcher:
                     break
                 self._cond.wait(left)
             jobs, self._waiting = self._waiting[:self.max_inputs], self._waiting[self.max_inputs:]
+            self.taken += len(jobs)
             return jobs
 
     def _loop(self) -> None:
