@@ -22,7 +22,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -73,13 +72,6 @@ def throughput(n_pairs: int, batch_size: int, repeats: int) -> dict:
     for _ in range(repeats):  # interleaved, best of `repeats`: the machine is shared
         t0 = time.perf_counter()
         bare_forward(lm, pairs, batch_size)
-        bare.append(time.perf_counter() - t0)
-        # the atlas runs its forwards in a worker thread (capturing.prefetched); the same bare loop in a
-        # worker thread is timed too and the faster of the two is the baseline
-        t0 = time.perf_counter()
-        worker = threading.Thread(target=bare_forward, args=(lm, pairs, batch_size))
-        worker.start()
-        worker.join()
         bare.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         stats = score_pairs(lm, pairs, batch_size=batch_size)

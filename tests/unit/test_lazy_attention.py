@@ -55,19 +55,21 @@ def test_saving_a_lazy_capture_writes_its_attention(tiny_bert, tmp_path):
     np.testing.assert_array_equal(loaded.queries, cap.queries)
 
 
-def test_prefetched_batches_are_the_same_batches_and_errors_reach_the_caller(tiny_bert):
+def test_record_false_batches_hold_the_padded_inputs_and_run_no_forward(tiny_bert):
     from attnlens import AttnlensError
-    from attnlens.capturing import prefetched
 
-    items = ITEMS * 4
-    plain = [(b.index, b.attentions) for b in batches(tiny_bert, items, batch_size=2, read_ahead=1)]
-    ahead = [(b.index, b.attentions) for b in prefetched(batches(tiny_bert, items, batch_size=2, read_ahead=1))]
-    assert [i for i, _ in plain] == [i for i, _ in ahead]
-    for (_, a), (_, b) in zip(plain, ahead):
-        np.testing.assert_array_equal(a, b)
-    with pytest.raises(AttnlensError, match="empty"):
-        for _ in prefetched(batches(tiny_bert, [*items, ""], batch_size=2, read_ahead=1)):
-            pass
-    stream = prefetched(batches(tiny_bert, items, batch_size=1))
-    next(stream)
-    stream.close()  # an early stop ends the worker
+    calls = []
+    handle = tiny_bert.model.base_model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        plain = list(batches(tiny_bert, ITEMS, batch_size=3))
+        assert len(calls) == len(plain)
+        bare = list(batches(tiny_bert, ITEMS, batch_size=3, record=False))
+        assert len(calls) == len(plain)  # no forward for record=False
+    finally:
+        handle.remove()
+    for a, b in zip(plain, bare):
+        assert a.index == b.index
+        np.testing.assert_array_equal(a.mask, b.mask)
+        assert set(b.inputs) >= {"input_ids", "attention_mask"}
+        with pytest.raises(AttnlensError, match="record=False"):
+            assert b.attentions is None  # raises before

@@ -149,7 +149,8 @@ def diff(model_a: LoadedModel | str, model_b: LoadedModel | str, corpus=None, *,
             tv = row_distances(a, b)  # [B, L, H, T] (padded keys hold 0 in both)
             tv_sum += (tv * mask[:, None, None, :]).sum(axis=(0, 3))
             queries += int(mask.sum())
-            layouts = stack_layouts([layout_of(ba.token_info(row)) for row in range(len(ba))], a.shape[-1])
+            layouts = stack_layouts([layout_of(ba.token_info(row), causal=lm_a.spec.causal) for row in range(len(ba))],
+                                    a.shape[-1])
             stats_a.add(a, layouts, level)
             stats_b.add(b, layouts, level)
             bar.update(len(ba))

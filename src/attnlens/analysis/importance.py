@@ -175,7 +175,7 @@ def corpus_means(lm: LoadedModel, pairs, batch_size: int) -> torch.Tensor:
     encoder = lm.model.base_model
 
     def forwards():
-        for batch in batches(lm, pairs, batch_size=batch_size, skip=lambda _r: None):
+        for batch in batches(lm, pairs, batch_size=batch_size, skip=lambda _r: None, record=False):
             inputs = padded_inputs(lm, batch)
             yield (lambda inputs=inputs: encoder(**model_inputs(encoder, inputs, lm.device))), inputs["attention_mask"]
     return head_means(lm, forwards())
@@ -209,7 +209,7 @@ def head_importance(corpus=None, model=None, objective: str = "embedding", metho
 
     heads = [(l, h) for l in range(lm.num_layers) for h in range(lm.num_heads)]
     with _progress_bar(len(pairs), progress) as bar:
-        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=skip):
+        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=skip, record=False):
             inputs = padded_inputs(lm, batch)
             targets = obj.prepare(lm, inputs, batch, seed, labels)
             if method == "gradient":
@@ -321,7 +321,8 @@ def pruning_curve(corpus=None, model=None, importance: HeadImportance | None = N
     n = 0
     pairs, _name = resolve_pairs(corpus, limit)
     with _progress_bar(len(pairs), progress) as bar:
-        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=lambda _r: None):
+        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=lambda _r: None,
+                             record=False):
             inputs = padded_inputs(lm, batch)
             targets = obj.prepare(lm, inputs, batch, 0, labels)
             for o, order in enumerate(orders):

@@ -34,10 +34,7 @@ class Objective:
 
 def padded_inputs(lm: LoadedModel, batch) -> dict:
     """The right-padded tensors of one `capturing.batches` Batch, on the model's device."""
-    names = [k for k in lm.tokenizer.model_input_names if k in batch.encodings[0]]
-    padded = lm.tokenizer.pad([{k: enc[k] for k in names} for enc in batch.encodings], return_tensors="pt",
-                              padding_side="right")
-    return {k: v.to(lm.device) for k, v in padded.items()}
+    return {k: v.to(lm.device) for k, v in batch.inputs.items()}
 
 
 def run(objective: Objective, lm: LoadedModel, inputs: dict, targets: dict, **forward_kwargs):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capturing import LoadedModel, batches, prefetched, resolve_model
+from ..capturing import LoadedModel, batches, resolve_model
 from ..corpus import resolve_corpus
 from ..errors import AttnlensError
 from ..patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
@@ -261,8 +261,8 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     lemma_ids: dict[str, int] = {}
     reported = 0
     with intervene(lm, intervention, seed=seed):
-        for batch in prefetched(batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip,
-                                        values=lens == "value_norm")):  # next forward overlaps this scoring
+        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip,
+                             values=lens == "value_norm"):
             layouts = [layout_of(batch.token_info(row), causal=lm.spec.causal) for row in range(len(batch))]
             if nlp is not None:
                 layouts = [replace(one, lemma=lemma, lemma_word=word)

@@ -10,8 +10,6 @@ so left padding would shift them.
 
 from __future__ import annotations
 
-import queue
-import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
@@ -86,26 +84,32 @@ class Batch:
     index: list[int]
     pairs: list[Pair]
     encodings: list
-    forward: Forward
+    forward: Forward | None  # None when the pass asked for no recording (record=False)
+    inputs: dict  # the right-padded input tensors (CPU), what the model was (or would be) fed
 
     def __len__(self) -> int:
         return len(self.index)
 
+    def recorded(self) -> Forward:
+        if self.forward is None:
+            raise AttnlensError("this batch was made with record=False: it holds inputs, not attention")
+        return self.forward
+
     @property
     def attentions(self) -> np.ndarray:
-        return self.forward.attentions()  # [B, L, H, T, T]
+        return self.recorded().attentions()  # [B, L, H, T, T]
 
     @property
     def queries(self) -> np.ndarray | None:
-        return self.forward.queries  # [B, L, H, T, D]
+        return self.recorded().queries  # [B, L, H, T, D]
 
     @property
     def keys(self) -> np.ndarray | None:
-        return self.forward.keys  # [B, L, H, T, D]
+        return self.recorded().keys  # [B, L, H, T, D]
 
     @property
     def mask(self) -> np.ndarray:
-        return self.forward.mask  # [B, T]
+        return self.inputs["attention_mask"].numpy()  # [B, T]
 
     def length(self, row: int) -> int:
         return int(self.mask[row].sum())  # real tokens come first (right padding)
@@ -122,7 +126,7 @@ class Batch:
         n = self.length(row)
         info = self.token_info(row)
         own = np.ascontiguousarray if len(self) == 1 else np.array  # copy out of the shared batch buffer
-        fwd = self.forward
+        fwd = self.recorded()
 
         def cut(x):  # [B, L, H, T, ...] (every axis from the fourth a token axis) -> this row's real tokens
             return None if x is None else own(x[(row, ..., *([slice(0, n)] * (x.ndim - 3)))])
@@ -164,20 +168,23 @@ def length_groups(lengths: list[int], batch_size: int, max_cells: int | None = N
 
 
 def run_batch(lm: LoadedModel, index: list[int], pairs: list[Pair], encodings: list, *,
-              values: bool = False) -> Batch:
-    """Pad `encodings` on the right and forward them with the family's recorder."""
+              values: bool = False, record: bool = True) -> Batch:
+    """Pad `encodings` on the right and forward them with the family's recorder (record=False: no forward)."""
     names = [k for k in lm.tokenizer.model_input_names if k in encodings[0]]
     padded = lm.tokenizer.pad([{k: enc[k] for k in names} for enc in encodings], return_tensors="pt",
                               padding_side="right")
-    return Batch(lm, index, pairs, encodings, forward_attention(lm, padded, values=values))
+    forward = forward_attention(lm, padded, values=values) if record else None
+    return Batch(lm, index, pairs, encodings, forward, dict(padded))
 
 
 def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate: bool = False,
             skip: Callable[[str], None] | None = None, read_ahead: int = READ_AHEAD_BATCHES,
-            values: bool = False) -> Iterator[Batch]:
+            values: bool = False, record: bool = True) -> Iterator[Batch]:
     """Check, encode, group by length and run `items` (sentences or (A, B) pairs), consumed once.
 
-    values=True also records each head's value norms (Capture.value_norms).
+    values=True also records each head's value norms (Capture.value_norms). record=False runs no
+    forward: the batches hold only the padded inputs (`Batch.inputs`), for passes that run the
+    model themselves (head importance, gradients).
     skip None: an unusable or too-long input is an AttnlensError. Otherwise it is passed over
     and `skip(reason)` is called, so a corpus pass can count what it left out.
     """
@@ -190,7 +197,8 @@ def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate:
         groups = length_groups([len(enc["input_ids"]) for _, _, enc in buffer], batch_size)
         for group in groups:
             rows = [buffer[i] for i in group]
-            yield run_batch(lm, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], values=values)
+            yield run_batch(lm, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], values=values,
+                            record=record)
         buffer.clear()
 
     for position, item in enumerate(items):
@@ -213,50 +221,3 @@ def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate:
             yield from flush()
     yield from flush()
 
-
-_DONE = object()
-
-
-def prefetched(stream: Iterator[Batch], *, attentions: bool = True) -> Iterator[Batch]:
-    """`stream` run one batch ahead in a worker thread: the next batch's forward (and, with
-    `attentions`, its attention) is computed while the caller works on this one.
-
-    Order, batches and errors are those of `stream` (an error is raised where the caller would
-    have met it). Closing the generator early stops the worker after its current batch.
-    """
-    handoff: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            for batch in stream:
-                if attentions:
-                    batch.forward.attentions()  # computed here, in the worker, ahead of use
-                if not put(batch):
-                    return
-            put(_DONE)
-        except BaseException as exc:  # handed to the caller, raised there
-            put(exc)
-
-    worker = threading.Thread(target=work, name="attnlens-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
