@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import numpy as np
 
 from attnlens.capturing import Capture
-from attnlens.views.payload import softmax_qk
+from attnlens.views.bundle import part_text
+from attnlens.views.payload import build_payload, softmax_qk
 
 # Text that is HTML, for the injection tests: whole tokens (a hand-built capture keeps them whole,
 # where a real WordPiece tokenizer would split them into harmless pieces), sentences and model names.
@@ -39,3 +44,23 @@ def synthetic_capture(tokens, segment_ids=None, *, layers=2, heads=3, d_head=8, 
         attentions=softmax_qk(q, k).astype(np.float32), queries=q, keys=k,
         text_a=text_a, text_b=text_b, model_name=model_name,
     )
+
+
+def run_page_data(cap: Capture, folder: Path, body: str, timeout: float = 120):
+    """Run the page's own data.js in node on `cap`'s payload: `body` (JavaScript) sees `data`, a CaptureData,
+    and prints one JSON value with console.log; returns (that value, the payload's buffers)."""
+    meta, buffers = build_payload(cap, compress=False)
+    (folder / "data.mjs").write_text(part_text("data.js"), encoding="utf-8")
+    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    for name, data in buffers.items():
+        (folder / name.replace("/", "_")).write_bytes(data)
+    script = folder / "run.mjs"
+    script.write_text("""
+import fs from "node:fs";
+import { CaptureData } from "./data.mjs";
+const dir = process.argv[2], meta = JSON.parse(fs.readFileSync(`${dir}/meta.json`, "utf8"));
+const data = new CaptureData({ meta, load: async (name) => fs.readFileSync(`${dir}/${name.replace("/", "_")}`) });
+""" + body, encoding="utf-8")
+    done = subprocess.run(["node", str(script), str(folder)], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout), buffers

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pretraining import ENV, cli, final_weights
+from test_pretraining import cli, final_weights, kill_after_checkpoint
 
 from conftest import default_tokenizer, tiny_config
 
@@ -129,17 +126,8 @@ def test_sigkill_mid_run_then_cli_resume_is_exact(tmp_path, tiny_bert):
 
 
 def _kill_and_resume(killed: Path, args):
-    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "finetune", "--out", str(killed), *args], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (killed / "checkpoints" / "step-000012").exists():
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    from attnlens.pretraining.checkpoint import list_checkpoints
-
-    saved = list_checkpoints(killed)
-    assert saved and 12 <= saved[-1][0] < 30, "the run was not killed mid-way"
+    saved = kill_after_checkpoint("finetune", killed, args, timeout=300)
+    assert 12 <= saved[-1][0] < 30, "the run was not killed mid-way"
     cli("finetune", "--out", str(killed), "--resume", "--no-progress")
 
 

@@ -262,22 +262,30 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     assert steps == sorted(steps) and steps[-1] == 150
 
 
-def _kill_and_resume(tmp_path, args):
-    """Start the run in a subprocess, SIGKILL it after a checkpoint, check what it left, resume in-process."""
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "attnlens", "pretrain", "--out", str(killed), *args], env=ENV,
+def kill_after_checkpoint(command: str, run_dir, args, *, step: int = 12, timeout: float = 120) -> list:
+    """Start `attnlens COMMAND --out RUN_DIR ARGS` in a subprocess and SIGKILL it once checkpoint `step` exists;
+    returns the checkpoints it left, (step, folder) oldest first."""
+    from attnlens.pretraining.checkpoint import list_checkpoints
+
+    proc = subprocess.Popen([sys.executable, "-m", "attnlens", command, "--out", str(run_dir), *args], env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (killed / "checkpoints" / "step-000012").exists():
+    deadline = time.time() + timeout
+    while time.time() < deadline and not (run_dir / "checkpoints" / f"step-{step:06d}").exists():
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    saved = list_checkpoints(run_dir)
+    assert saved, f"the {command} run left no checkpoint within {timeout} s"
+    return saved
+
+
+def _kill_and_resume(tmp_path, args):
+    """Start the run in a subprocess, SIGKILL it after a checkpoint, check what it left, resume in-process."""
     from transformers import BertForPreTraining
 
-    from attnlens.pretraining.checkpoint import list_checkpoints
-
-    saved = list_checkpoints(killed)
-    assert saved and saved[-1][0] < 150, "the run was not killed mid-way"
+    killed = tmp_path / "killed"
+    saved = kill_after_checkpoint("pretrain", killed, args)
+    assert saved[-1][0] < 150, "the run was not killed mid-way"
     for _, folder in saved:  # every checkpoint left behind is complete and loads
         BertForPreTraining.from_pretrained(str(folder))
     stamps = {folder: (folder / "model.safetensors").stat().st_mtime_ns for _, folder in saved}
@@ -296,12 +304,18 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     args = ["--corpus", str(corpus), "--size", "tiny", "--steps", "6", "--batch-size", "8", "--seq-len", "32",
             "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--eval-every", "1000", "--seed", "2",
             "--device", "cpu", "--no-progress"]
+    assert_two_processes_train_like_one(tmp_path, args, steps=6)
+
+
+def assert_two_processes_train_like_one(tmp_path, args: list[str], steps: int) -> None:
+    """`attnlens pretrain ARGS` under torchrun with 2 processes ends with one process's weights (DDP averages
+    the global batch's gradients)."""
     cli("pretrain", "--out", str(tmp_path / "one"), *args)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            "-m", "attnlens", "pretrain", "--out", str(tmp_path / "two"), *args],
                           env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    state = json.loads((tmp_path / "two" / "checkpoints" / "step-000006" / "trainer_state.json").read_text())
+    state = json.loads((tmp_path / "two" / "checkpoints" / f"step-{steps:06d}" / "trainer_state.json").read_text())
     assert state["world_size"] == 2
     a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
     for name in a:

@@ -4,15 +4,19 @@ resume after a kill, the same inputs as MLM + NSP), and its checkpoints in emerg
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import torch
-from test_pretraining import ENV, cli, final_weights, synth_documents, vocab_file, write_corpus
+from test_pretraining import (
+    assert_two_processes_train_like_one,
+    cli,
+    final_weights,
+    kill_after_checkpoint,
+    synth_documents,
+    vocab_file,
+    write_corpus,
+)
 
 from attnlens import AttnlensError
 from attnlens.pretraining.config import SIZES
@@ -83,23 +87,14 @@ def test_clm_and_mlm_runs_see_the_same_tokens(tmp_path):
 def test_clm_resume_after_kill_continues_exactly(tmp_path):
     from transformers import GPT2LMHeadModel
 
-    from attnlens.pretraining.checkpoint import list_checkpoints
-
     args = _args(tmp_path, steps=150, save_every=4)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the subprocess (OMP_NUM_THREADS=1): float sums depend on the thread split
     try:
         cli("pretrain", "--out", str(tmp_path / "straight"), *args)
         killed = tmp_path / "killed"
-        proc = subprocess.Popen([sys.executable, "-m", "attnlens", "pretrain", "--out", str(killed), *args], env=ENV,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline and not (killed / "checkpoints" / "step-000012").exists():
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        saved = list_checkpoints(killed)
-        assert saved and saved[-1][0] < 150, "the run was not killed mid-way"
+        saved = kill_after_checkpoint("pretrain", killed, args)
+        assert saved[-1][0] < 150, "the run was not killed mid-way"
         for _, folder in saved:  # every checkpoint left behind is complete and loads
             GPT2LMHeadModel.from_pretrained(str(folder))
         cli("pretrain", "--out", str(killed), "--resume", "--no-progress")
@@ -115,16 +110,7 @@ def test_clm_resume_after_kill_continues_exactly(tmp_path):
 
 def test_clm_two_process_ddp_equals_one_process(tmp_path):
     args = _args(tmp_path, steps=6, save_every=1000, seed=2)
-    cli("pretrain", "--out", str(tmp_path / "one"), *args)
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "attnlens", "pretrain", "--out", str(tmp_path / "two"), *args],
-                          env=ENV, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    state = json.loads((tmp_path / "two" / "checkpoints" / "step-000006" / "trainer_state.json").read_text())
-    assert state["world_size"] == 2
-    a, b = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=2e-5, msg=name)
+    assert_two_processes_train_like_one(tmp_path, args, steps=6)
 
 
 def test_objective_errors(tmp_path):

@@ -4,19 +4,17 @@ masked (no weight, so no line, to a later token), the text views say "causal" an
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from attnlens import capture
 from attnlens.capturing import Capture
-from attnlens.views.bundle import part_text
 from attnlens.views.payload import build_payload, decode_payload, softmax_qk
 from attnlens.views.text import head_view_text, model_view_text, neuron_view_text
 from conftest import PAIR, default_tokenizer
+from views_helpers import run_page_data
 
 TOKENS = ["[CLS]", "the", "cat", "sat", "[SEP]", "it", "ran", "[SEP]"]
 
@@ -83,23 +81,10 @@ def test_text_views_say_causal_and_show_no_later_key():
 def test_the_pages_attention_from_qk_is_causally_masked(tmp_path):
     """data.js (the page's decoder) run in node on the payload: its q/k attention and neuron softmax are masked."""
     cap = causal_capture(seed=1)
-    meta, buffers = build_payload(cap, compress=False)
-    (tmp_path / "data.mjs").write_text(part_text("data.js"), encoding="utf-8")
-    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    for name, data in buffers.items():
-        (tmp_path / name.replace("/", "_")).write_bytes(data)
-    script = tmp_path / "run.mjs"
-    script.write_text("""
-import fs from "node:fs";
-import { CaptureData } from "./data.mjs";
-const dir = process.argv[2], meta = JSON.parse(fs.readFileSync(`${dir}/meta.json`, "utf8"));
-const data = new CaptureData({ meta, load: async (name) => fs.readFileSync(`${dir}/${name.replace("/", "_")}`) });
+    result, _ = run_page_data(cap, tmp_path, """
 const att = await data.attention(1), detail = await data.detail(1, 2, 3);
 console.log(JSON.stringify({ att: Array.from(att), softmax: detail.softmax }));
-""", encoding="utf-8")
-    done = subprocess.run(["node", str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+""", timeout=60)
     att = np.array(result["att"]).reshape(cap.num_heads, len(TOKENS), len(TOKENS))
     assert np.abs(np.triu(att, 1)).max() == 0
     np.testing.assert_allclose(att, cap.attentions[1], atol=0.01)

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 import attnlens
-from attnlens.views.bundle import part_text
 from attnlens.views.payload import build_payload, decode_payload
 from conftest import PAIR
+from views_helpers import run_page_data
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +42,14 @@ def test_payload_lenses(value_capture, default_capture):
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_the_pages_lens_maps_equal_the_python_lenses(value_capture, tmp_path):
     """data.js run in node on the payload: value_norm (row shares), rollout and grad_weights as in Python."""
-    meta, buffers = build_payload(value_capture, compress=False)
-    (tmp_path / "data.mjs").write_text(part_text("data.js"), encoding="utf-8")
-    (tmp_path / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    for name, data in buffers.items():
-        (tmp_path / name.replace("/", "_")).write_bytes(data)
-    script = tmp_path / "run.mjs"
-    script.write_text("""
-import fs from "node:fs";
-import { CaptureData } from "./data.mjs";
-const dir = process.argv[2], meta = JSON.parse(fs.readFileSync(`${dir}/meta.json`, "utf8"));
-const data = new CaptureData({ meta, load: async (name) => fs.readFileSync(`${dir}/${name.replace("/", "_")}`) });
+    result, _ = run_page_data(value_capture, tmp_path, """
 const out = {};
 for (const lens of ["weights", "value_norm", "rollout", "grad_weights"]) {
   out[lens] = Array.from(await data.lensAttention(4, lens));
 }
 out.norms = Array.from(await data.valueNorms(4));
 console.log(JSON.stringify(out));
-""", encoding="utf-8")
-    done = subprocess.run(["node", str(script), str(tmp_path)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+""")
     cap, t = value_capture, value_capture.num_tokens
     shape = (cap.num_heads, t, t)
     page = {k: np.array(v).reshape(shape) for k, v in result.items() if k != "norms"}

@@ -4,7 +4,7 @@ Everything above (patterns, views, analysis, pretraining, hosts) builds on these
 """
 
 from .arch import ArchSpec, arch_specs, find_modules, register_arch, spec_for_config
-from .attention import Forward, attention_from_qk, forward_attention, model_inputs, record_qk, split_heads
+from .attention import Forward, attention_from_qk, forward_attention, model_inputs, split_heads
 from .batcher import MAX_BATCH_CELLS, Batch, TokenInfo, batches, encode, length_groups, token_info
 from .data import Capture, register_viewer
 from .families import families_markdown, score_term_names, supported_families  # also registers their recorders
@@ -19,7 +19,7 @@ __all__ = [
     "Recorded", "Recorder", "TokenInfo", "recorder_names", "register_recorder",
     "arch_specs", "attention_from_qk", "batches", "capture", "capture_batch", "check_pair", "check_text",
     "default_model_path", "encode", "find_modules", "forward_attention", "hooks", "length_groups", "load_model",
-    "model_inputs", "record_qk", "register_arch", "register_viewer", "resolve_model", "spec_for_config",
+    "model_inputs", "register_arch", "register_viewer", "resolve_model", "spec_for_config",
     "split_heads", "token_info", "supported_families", "families_markdown",
     "score_term_names",
 ]

@@ -11,7 +11,6 @@ import functools
 import inspect
 import threading
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,23 +20,7 @@ from .hooks import hooks
 from .loading import LoadedModel
 from .recorders import Recorder, attention_from_qk, recorder_for, split_heads
 
-__all__ = ["Forward", "attention_from_qk", "forward_attention", "model_inputs", "record_qk", "split_heads"]
-
-
-@contextmanager
-def record_qk(lm: LoadedModel):
-    """Hook every query/key Linear of `lm`; yields two lists filled in layer order.
-
-    Each entry is the detached projection output, [batch, tokens, heads * d_head].
-    """
-    queries: list = []
-    keys: list = []
-
-    def store_in(store: list):
-        return lambda _module, _inputs, output: store.append(output.detach())
-
-    with hooks(lm.model, [(lm.spec.query, store_in(queries)), (lm.spec.key, store_in(keys))]):
-        yield queries, keys
+__all__ = ["Forward", "attention_from_qk", "forward_attention", "model_inputs", "split_heads"]
 
 
 @functools.lru_cache(maxsize=None)

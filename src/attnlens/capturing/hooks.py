@@ -1,6 +1,6 @@
 """One hook mechanism: forward hooks on unmodified modules, found by name, always removed.
 
-Recording q/k (attention.py), causal interventions (analysis/interventions.py) and every
+Recording (recorders.py, families/), causal interventions (analysis/interventions.py) and every
 later patch or ablation register their functions through :func:`hooks`.
 """
 
