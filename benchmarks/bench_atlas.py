@@ -43,7 +43,7 @@ def current_rss_mb() -> float:
 
 
 def bare_forward(lm, pairs, batch_size: int) -> int:
-    """Tokenize, sort by length, pad and run the plain model; returns the real-token count."""
+    """Tokenize, sort by length, pad and run the plain model on its device; returns the real-token count."""
     import torch
 
     encodings = [lm.tokenizer(a, b) for a, b in pairs]
@@ -55,7 +55,7 @@ def bare_forward(lm, pairs, batch_size: int) -> int:
         for start in range(0, len(encodings), batch_size):
             chunk = encodings[start:start + batch_size]
             batch = lm.tokenizer.pad([{k: e[k] for k in names} for e in chunk], return_tensors="pt")
-            lm.model.base_model(**batch)
+            lm.model.base_model(**{k: v.to(lm.device) for k, v in batch.items()})
             tokens += int(batch["attention_mask"].sum())
     return tokens
 

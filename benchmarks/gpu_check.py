@@ -229,18 +229,10 @@ def part_pretrain(device: str, smoke: bool, seconds: float, sizes: list[str]) ->
 
 
 def bare_forward(lm, pairs, batch_size: int) -> int:
-    """Tokenize, sort by length, pad and run the plain model on its device; returns the real tokens."""
-    encodings = [lm.tokenizer(a, b) for a, b in pairs]
-    encodings = sorted((e for e in encodings if len(e["input_ids"]) <= lm.max_length),
-                       key=lambda e: len(e["input_ids"]))
-    names = [k for k in lm.tokenizer.model_input_names if k in encodings[0]]
-    tokens = 0
-    with torch.inference_mode():
-        for start in range(0, len(encodings), batch_size):
-            chunk = encodings[start:start + batch_size]
-            batch = lm.tokenizer.pad([{k: e[k] for k in names} for e in chunk], return_tensors="pt")
-            lm.model.base_model(**{k: v.to(lm.device) for k, v in batch.items()})
-            tokens += int(batch["attention_mask"].sum())
+    """bench_atlas's bare loop (the same baseline), synchronised with the device; returns the real tokens."""
+    from bench_atlas import bare_forward as bare_loop  # noqa: PLC0415  (a sibling script: benchmarks/ is on sys.path)
+
+    tokens = bare_loop(lm, pairs, batch_size)
     sync(str(lm.device))
     return tokens
 

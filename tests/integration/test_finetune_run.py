@@ -12,15 +12,11 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pretraining import cli, final_weights, kill_after_checkpoint
+from test_pretraining import cli, dies_after_checkpoint, final_weights, kill_after_checkpoint
 
 from conftest import default_tokenizer, tiny_config
 
 WORDS = "the a store went bought fresh man dog cat ran to at of in on is was big small red house tree".split()
-
-
-class _Killed(Exception):
-    """Stands for a SIGKILL right after a checkpoint was written."""
 
 
 def save_tiny_bert(folder: Path, seed: int = 0) -> Path:
@@ -72,28 +68,17 @@ def test_tiny_model_overfits_32_examples(tmp_path, tiny_bert):
     assert record["baseline"]["majority"]["accuracy"] == 0.5 and record["task"]["labels"] == ["good", "plain"]
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, tiny_bert, monkeypatch):
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, tiny_bert):
     from attnlens.finetuning import finetune
     from attnlens.finetuning.tasks import load_task
     from attnlens.finetuning.trainer import FinetuneTrainer
-    from attnlens.pretraining import checkpoint as ckpt
 
     task = write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=1))
     settings = dict(steps=10, batch_size=8, lr=1e-3, eval_every=2, save_every=4, seed=5, device="cpu",
                     progress=False)  # the tiny config has dropout 0.1: only a restored RNG repeats it
     finetune(tiny_bert, task, tmp_path / "straight", **settings)
-    real_save = ckpt.save_checkpoint
-
-    def save_then_die(run_dir, step, *args, **kwargs):
-        path = real_save(run_dir, step, *args, **kwargs)
-        if step == 8:
-            raise _Killed
-        return path
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(_Killed):
+    with dies_after_checkpoint(8):
         finetune(tiny_bert, task, tmp_path / "killed", **settings)
-    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
     before = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     torch.manual_seed(999)  # whatever the global RNG holds now must not matter
     trainer = FinetuneTrainer(load_task(task, seed=5), tmp_path / "killed", resume=True, device="cpu", progress=False)

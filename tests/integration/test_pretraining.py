@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -260,6 +261,31 @@ def test_resume_after_kill_continues_exactly(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 150
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL right after a checkpoint was written."""
+
+
+@contextmanager
+def dies_after_checkpoint(step: int):
+    """Within the block, a run raises Killed right after writing checkpoint `step` (an in-process kill)."""
+    from attnlens.pretraining import checkpoint as ckpt
+
+    real_save = ckpt.save_checkpoint
+
+    def save_then_die(run_dir, saved_step, *args, **kwargs):
+        path = real_save(run_dir, saved_step, *args, **kwargs)
+        if saved_step == step:
+            raise Killed
+        return path
+
+    ckpt.save_checkpoint = save_then_die
+    try:
+        with pytest.raises(Killed):
+            yield
+    finally:
+        ckpt.save_checkpoint = real_save
 
 
 def kill_after_checkpoint(command: str, run_dir, args, *, step: int = 12, timeout: float = 120) -> list:

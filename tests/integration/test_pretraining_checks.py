@@ -18,11 +18,7 @@ from attnlens.pretraining.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pretraining import ENV, final_weights, synth_documents, vocab_file, write_corpus
-
-
-class _Killed(Exception):
-    """Stands for a SIGKILL right after a checkpoint was written."""
+from test_pretraining import ENV, dies_after_checkpoint, final_weights, synth_documents, vocab_file, write_corpus
 
 
 def _config(**kw):
@@ -37,8 +33,7 @@ def _metrics(run_dir: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("size", ["tiny", "mini"])  # mini has dropout 0.1: only a restored RNG repeats its masks
-def test_resume_starts_at_the_checkpoint_and_restores_the_rng(tmp_path, monkeypatch, size):
-    from attnlens.pretraining import checkpoint as ckpt
+def test_resume_starts_at_the_checkpoint_and_restores_the_rng(tmp_path, size):
     from attnlens.pretraining import pretrain
     from attnlens.pretraining.trainer import Trainer
 
@@ -47,18 +42,8 @@ def test_resume_starts_at_the_checkpoint_and_restores_the_rng(tmp_path, monkeypa
     cfg = _config(size=size, eval_every=2)  # a metrics line every 2 steps
     pretrain(docs, None, tmp_path / "straight", cfg, vocab=vocab, device="cpu", progress=False)
 
-    real_save = ckpt.save_checkpoint
-
-    def save_then_die(run_dir, step, *args, **kwargs):
-        path = real_save(run_dir, step, *args, **kwargs)
-        if step == 8:
-            raise _Killed
-        return path
-
-    monkeypatch.setattr(ckpt, "save_checkpoint", save_then_die)
-    with pytest.raises(_Killed):
+    with dies_after_checkpoint(8):
         pretrain(docs, None, tmp_path / "killed", cfg, vocab=vocab, device="cpu", progress=False)
-    monkeypatch.setattr(ckpt, "save_checkpoint", real_save)
     before = _metrics(tmp_path / "killed")
     stamps = {p.name: (p / "model.safetensors").stat().st_mtime_ns
               for p in (tmp_path / "killed" / "checkpoints").iterdir()}
