@@ -117,6 +117,36 @@ def test_type_submit_switch_layer_neuron_view_and_share(on_page, server):
     on_page(body)
 
 
+def test_a_short_capture_loads_in_one_get_and_a_long_one_layer_by_layer(on_page, server):
+    """The page fetches a short capture's view data in one GET (no meta GET: the capture's answer has it); with
+    no bundle offered it loads each buffer on its own, and both give the same bytes."""
+
+    def body(app_page):
+        p, page = app_page, app_page.page
+        page.goto(f"{server['url']}?a={quote(PAIR[0])}&b={quote(PAIR[1])}")
+        p.wait_drawn("#explore-view", "head")
+        page.click('#explore-view button[data-view="model"]')
+        p.wait_drawn("#explore-view", "model")
+        data = [u for u in p.requests if "/api/captures/" in u]
+        assert len(data) == 1 and data[0].endswith("/buffers"), data
+        same = page.evaluate("""async () => {
+            const { sourceFromFetch } = await import("/static/views/attnlens.js");
+            const id = document.body.dataset.captureId, base = `/api/captures/${id}`;
+            const bundled = await sourceFromFetch(base);
+            const single = await sourceFromFetch(base, {}, { ...bundled.meta, bundle: null });
+            const names = Object.keys(bundled.meta.buffers);
+            for (const name of names) {
+              const [a, b] = [await bundled.load(name), await single.load(name)];
+              if (a.length !== b.length || a.some((x, i) => x !== b[i])) return name;
+            }
+            return names.length;
+        }""")
+        assert isinstance(same, int) and same > 0, same
+        assert p.errors == [] and p.offsite() == []
+
+    on_page(body)
+
+
 def test_mask_a_token_shows_predictions_and_masked_attention(on_page, server):
     def body(app_page):
         p, page = app_page, app_page.page

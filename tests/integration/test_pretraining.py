@@ -333,12 +333,12 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert_two_processes_train_like_one(tmp_path, args, steps=6)
 
 
-def assert_two_processes_train_like_one(tmp_path, args: list[str], steps: int) -> None:
-    """`attnlens pretrain ARGS` under torchrun with 2 processes ends with one process's weights (DDP averages
-    the global batch's gradients)."""
-    cli("pretrain", "--out", str(tmp_path / "one"), *args)
+def assert_two_processes_train_like_one(tmp_path, args: list[str], steps: int, command: str = "pretrain") -> None:
+    """`attnlens COMMAND ARGS` (pretrain, finetune) under torchrun with 2 processes ends with one process's weights
+    (DDP averages the global batch's gradients)."""
+    cli(command, "--out", str(tmp_path / "one"), *args)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "attnlens", "pretrain", "--out", str(tmp_path / "two"), *args],
+                           "-m", "attnlens", command, "--out", str(tmp_path / "two"), *args],
                           env=ENV, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((tmp_path / "two" / "checkpoints" / f"step-{steps:06d}" / "trainer_state.json").read_text())

@@ -23,7 +23,8 @@ FUZZ_EXAMPLES = 20
 # Every operation of the schema (test_every_operation_is_fuzzed keeps this list complete).
 OPERATIONS = [
     "GET /api/models", "GET /api/limits", "POST /api/capture", "GET /api/captures/{capture_id}/meta",
-    "GET /api/captures/{capture_id}/{kind}/{layer}", "POST /api/compare", "POST /api/predict/fill-mask",
+    "GET /api/captures/{capture_id}/buffers", "GET /api/captures/{capture_id}/{kind}/{layer}", "POST /api/compare",
+    "POST /api/predict/fill-mask",
     "GET /api/results", "GET /results/{path}", "POST /api/search",
 ]
 ALWAYS_OK = {"GET /api/models", "GET /api/limits", "GET /api/results"}  # no input that could be wrong

@@ -5,8 +5,9 @@ Both models see the same inputs through the one batcher (same tokenizer, so the 
 the mean total-variation distance between the two attention rows of every real query token
 (0.5 * sum over keys |a - b|: 0 = identical, 1 = disjoint), and both models' atlas scores and labels
 (the same PatternStats as `atlas`, from the same forward passes). Per layer: the mean over its heads
-(Kovaleva et al. 2019's per-layer figure). `write_diff` saves report.html, diff.png/.svg, diff.json
-and diff.csv.
+(Kovaleva et al. 2019's per-layer figure). Unless turned off, both models' gradient head importance over
+the same inputs and its change (diff_importance.py; one more backward per batch and model). `write_diff`
+saves report.html, diff.png/.svg, diff.json and diff.csv.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from ..io import atomic_open, atomic_write_text, html_page
 from ..patterns.layout import check_level, layout_of, stack_layouts
 from ..patterns.scores import get_definitions
 from ..patterns.stats import PatternStats
+from .diff_importance import AUTO, ImportanceChange, importance_change
+from .objectives import get_objective
 from .run import Atlas, resolve_pairs
 
 DEFAULT_LIMIT = 300
@@ -38,6 +41,8 @@ class HeadDiff:
     atlas_a: Atlas
     atlas_b: Atlas
     queries: int  # attention rows compared per head
+    importance: ImportanceChange | None = None  # both models' gradient head importance (None: not computed)
+    importance_note: str = ""  # why importance was not computed ("" when it was, or was turned off)
 
     @property
     def num_layers(self) -> int:
@@ -90,6 +95,10 @@ class HeadDiff:
                 lines.append(f"{fate} ({len(heads)}): " + ", ".join(
                     f"L{c['layer']}H{c['head']} {c['label_a']}" + ("" if fate == "kept" else f"->{c['label_b']}")
                     for c in heads))
+        if self.importance is not None:
+            lines += self.importance.summary_lines()
+        elif self.importance_note:
+            lines.append(self.importance_note)
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -105,6 +114,8 @@ class HeadDiff:
             "layer_score_change": {name: [round(float(x), 6) for x in v]
                                    for name, v in self.layer_score_change.items()},
             "labels": self.label_changes(),
+            "importance": None if self.importance is None else self.importance.to_dict(),
+            "importance_note": self.importance_note,
         }
 
 
@@ -124,10 +135,14 @@ def check_comparable(lm_a: LoadedModel, lm_b: LoadedModel) -> None:
 
 
 def diff(model_a: LoadedModel | str, model_b: LoadedModel | str, corpus=None, *, limit: int | None = DEFAULT_LIMIT,
-         batch_size: int = 32, level: str = "token", seed: int = 0, progress: bool = False) -> HeadDiff:
+         batch_size: int = 32, level: str = "token", seed: int = 0, importance: str | None = AUTO,
+         progress: bool = False) -> HeadDiff:
     """Compare two models with the same architecture and tokenizer over `corpus` (see attnlens.atlas for what
-    a corpus can be; `limit` pairs of it): per-head total-variation distance and atlas scores / labels."""
+    a corpus can be; `limit` pairs of it): per-head total-variation distance and atlas scores / labels, and
+    (importance: an objective name, "auto" or None = off) both models' gradient head importance."""
     check_level(level)
+    if importance not in (None, AUTO):
+        get_objective(importance)  # an unknown name fails before the corpus pass
     lm_a, lm_b = resolve_model(model_a), resolve_model(model_b)
     check_comparable(lm_a, lm_b)
     pairs, corpus_name = resolve_pairs(corpus, limit, seed=seed)
@@ -158,7 +173,9 @@ def diff(model_a: LoadedModel | str, model_b: LoadedModel | str, corpus=None, *,
         raise AttnlensError(f"no usable input in the corpus {corpus_name}")
     atlas_a = Atlas(stats_a, lm_a.name, corpus_name, level)
     atlas_b = Atlas(stats_b, lm_b.name, corpus_name, level)
-    return HeadDiff(tv_sum / queries, atlas_a, atlas_b, queries)
+    change, note = (None, "") if importance is None else importance_change(
+        model_a, model_b, lm_a, lm_b, pairs, importance, batch_size=batch_size, seed=seed, progress=progress)
+    return HeadDiff(tv_sum / queries, atlas_a, atlas_b, queries, change, note)
 
 
 # ---- the report --------------------------------------------------------------------------
@@ -172,8 +189,11 @@ def _plot(result: HeadDiff, out: Path) -> list[Path]:
     except ImportError:
         return []
     L, H = result.tv.shape
-    fig, (left, right) = plt.subplots(1, 2, figsize=(max(6.0, 0.5 * H + 4.5), max(2.8, 0.4 * L + 1.4)),
-                                      gridspec_kw={"width_ratios": [max(H, 2), 3]})
+    imp = result.importance
+    ratios = [max(H, 2), 3] + ([max(H, 2)] if imp is not None else [])
+    fig, axes = plt.subplots(1, len(ratios), figsize=(max(6.0, 0.5 * H + 4.5) + (0.5 * H + 1.5) * (imp is not None),
+                                                      max(2.8, 0.4 * L + 1.4)), gridspec_kw={"width_ratios": ratios})
+    left, right = axes[0], axes[1]
     image = left.imshow(result.tv, cmap="magma", aspect="auto", vmin=0)
     for (layer, head), v in np.ndenumerate(result.tv):
         left.text(head, layer, f"{v:.2f}".lstrip("0"), ha="center", va="center", fontsize=6,
@@ -189,6 +209,8 @@ def _plot(result: HeadDiff, out: Path) -> list[Path]:
     right.invert_yaxis()
     right.set_xlabel("mean over heads")
     right.set_title("per layer", fontsize=9)
+    if imp is not None:
+        _importance_panel(fig, axes[2], imp)
     fig.suptitle(f"{result.atlas_a.model_name} -> {result.atlas_b.model_name}", fontsize=8)
     fig.tight_layout()
     paths = [out / "diff.png", out / "diff.svg"]
@@ -199,6 +221,22 @@ def _plot(result: HeadDiff, out: Path) -> list[Path]:
     return paths
 
 
+def _importance_panel(fig, ax, imp: ImportanceChange) -> None:
+    """Importance change B - A per head on a diverging scale centred on 0."""
+    change = imp.change
+    bound = max(float(np.abs(change).max()), 1e-9)
+    image = ax.imshow(change, cmap="RdBu_r", aspect="auto", vmin=-bound, vmax=bound)
+    for (layer, head), v in np.ndenumerate(change):
+        ax.text(head, layer, f"{v:+.2f}".replace("0.", "."), ha="center", va="center", fontsize=6,
+                color="white" if abs(v) > 0.6 * bound else "black")
+    L, H = change.shape
+    ax.set_xlabel("head")
+    ax.set_xticks(range(H))
+    ax.set_yticks(range(L))
+    ax.set_title(f"importance change B - A ({imp.objective})", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+
+
 def _html(result: HeadDiff, image: bool) -> str:
     e = html.escape
     d = result.to_dict()
@@ -206,17 +244,37 @@ def _html(result: HeadDiff, image: bool) -> str:
              f"{e(d['corpus'])} ({d['queries']} attention rows per head). Distance: {e(d['tv']['definition'])}.</p>"]
     if image:
         parts.append('<p><img src="diff.png" alt="per-head and per-layer attention distance"></p>')
+    imp = d["importance"]
+    if imp is not None:
+        parts.append(f"<p>Head importance: objective {e(imp['objective'])} ({e(imp['definition'])}); "
+                     f"{e(imp['method'])}; rank 1 = most important of all heads.</p>")
+    elif d["importance_note"]:
+        parts.append(f"<p>{e(d['importance_note'])}</p>")
     parts.append("<h2>Per layer</h2><table><tr><th>layer</th><th>mean distance</th>"
-                 + "".join(f"<th>|&Delta; {e(n)}|</th>" for n in d["layer_score_change"]) + "</tr>")
+                 + "".join(f"<th>|&Delta; {e(n)}|</th>" for n in d["layer_score_change"])
+                 + ("<th>|&Delta; importance|</th>" if imp else "") + "</tr>")
     for l, v in enumerate(d["tv"]["layers"]):
         parts.append(f"<tr><td>{l}</td><td>{v:.4f}</td>"
-                     + "".join(f"<td>{vals[l]:.4f}</td>" for vals in d["layer_score_change"].values()) + "</tr>")
-    parts.append("</table><h2>Per head</h2><table><tr><th>layer</th><th>head</th><th>distance</th>"
-                 "<th>label A</th><th>label B</th><th>label</th></tr>")
+                     + "".join(f"<td>{vals[l]:.4f}</td>" for vals in d["layer_score_change"].values())
+                     + (f"<td>{imp['layers'][l]:.4f}</td>" if imp else "") + "</tr>")
+    parts.append("</table>")
+    if imp and imp["movers"]:
+        parts.append("<h2>Importance rank moved most</h2><table><tr><th>layer</th><th>head</th><th>rank A</th>"
+                     "<th>rank B</th><th>importance A</th><th>importance B</th></tr>")
+        parts += [f"<tr><td>{m['layer']}</td><td>{m['head']}</td><td>{m['rank_a']}</td><td>{m['rank_b']}</td>"
+                  f"<td>{m['importance_a']:.4f}</td><td>{m['importance_b']:.4f}</td></tr>" for m in imp["movers"]]
+        parts.append("</table>")
+    parts.append("<h2>Per head</h2><table><tr><th>layer</th><th>head</th><th>distance</th>"
+                 "<th>label A</th><th>label B</th><th>label</th>"
+                 + ("<th>importance A</th><th>importance B</th><th>&Delta;</th><th>rank A &rarr; B</th>" if imp else "")
+                 + "</tr>")
     for row in d["labels"]:
-        v = d["tv"]["heads"][row["layer"]][row["head"]]
-        parts.append(f"<tr><td>{row['layer']}</td><td>{row['head']}</td><td>{v:.4f}</td><td>{e(row['label_a'])}</td>"
-                     f"<td>{e(row['label_b'])}</td><td>{e(row['change'])}</td></tr>")
+        l, h = row["layer"], row["head"]
+        cells = "" if not imp else (f"<td>{imp['a'][l][h]:.4f}</td><td>{imp['b'][l][h]:.4f}</td>"
+                                    f"<td>{imp['change'][l][h]:+.4f}</td>"
+                                    f"<td>{imp['rank_a'][l][h]} &rarr; {imp['rank_b'][l][h]}</td>")
+        parts.append(f"<tr><td>{l}</td><td>{h}</td><td>{d['tv']['heads'][l][h]:.4f}</td><td>{e(row['label_a'])}</td>"
+                     f"<td>{e(row['label_b'])}</td><td>{e(row['change'])}</td>{cells}</tr>")
     parts.append("</table>")
     return html_page(f"attention diff: {d['model_a']} -> {d['model_b']}", "".join(parts))
 
@@ -228,14 +286,21 @@ def write_diff(result: HeadDiff, directory: str | Path) -> list[Path]:
     data = result.to_dict()
     written = [atomic_write_text(out / "diff.json", json.dumps(data, indent=1) + "\n")]
     changes = result.score_change
+    imp = result.importance
     with atomic_open(out / "diff.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["layer", "head", "tv", "label_a", "label_b", "label_change",
-                         *(f"change_{n}" for n in changes)])
+                         *(f"change_{n}" for n in changes),
+                         *(() if imp is None else ("importance_a", "importance_b", "importance_change", "rank_a",
+                                                   "rank_b", "rank_change"))])
+        ranks = None if imp is None else (imp.ranks(imp.a), imp.ranks(imp.b))
         for row in data["labels"]:
             l, h = row["layer"], row["head"]
+            extra = [] if imp is None else [f"{imp.a.scores[l, h]:.6f}", f"{imp.b.scores[l, h]:.6f}",
+                                            f"{imp.change[l, h]:.6f}", ranks[0][l, h], ranks[1][l, h],
+                                            ranks[0][l, h] - ranks[1][l, h]]
             writer.writerow([l, h, f"{result.tv[l, h]:.6f}", row["label_a"], row["label_b"], row["change"],
-                             *(f"{v[l, h]:.6f}" for v in changes.values())])
+                             *(f"{v[l, h]:.6f}" for v in changes.values()), *extra])
     written.append(out / "diff.csv")
     images = _plot(result, out)
     written += images

@@ -73,6 +73,13 @@ def mlm_head(lm):
 
 
 def _prepare_mlm(lm, inputs, batch, seed, _labels):
+    ids, labels = masked_ids(lm, inputs, batch, seed)
+    return {"inputs": {"input_ids": ids}, "labels": labels, "head": mlm_head(lm)}
+
+
+def masked_ids(lm, inputs, batch, seed):
+    """(input ids with MASK_RATE of each input's text tokens replaced by [MASK], labels: the original ids there and
+    -100 elsewhere); the positions are fixed per (seed, position in the corpus).  # [B, T], [B, T]"""
     ids = inputs["input_ids"].clone()  # [B, T]
     labels = torch.full_like(ids, -100)  # [B, T]
     for row, position in enumerate(batch.index):
@@ -83,7 +90,7 @@ def _prepare_mlm(lm, inputs, batch, seed, _labels):
         chosen = text[torch.randperm(len(text), generator=gen)[:max(1, round(MASK_RATE * len(text)))]]
         labels[row, chosen] = ids[row, chosen]
         ids[row, chosen] = lm.tokenizer.mask_token_id
-    return {"inputs": {"input_ids": ids}, "labels": labels, "head": mlm_head(lm)}
+    return ids, labels
 
 
 def _loss_mlm(output, targets, _inputs):
@@ -144,6 +151,17 @@ def _loss_embedding(output, targets, inputs):
     return 1.0 - F.cosine_similarity(pooled, targets["reference"], dim=-1)  # [B]
 
 
+# ---- masked_embedding ----------------------------------------------------------------------
+def _check_masked_embedding(lm):
+    if lm.tokenizer.mask_token_id is None:
+        raise AttnlensError(f"the masked_embedding objective needs a tokenizer with a mask token; {lm.name} has none")
+
+
+def _prepare_masked_embedding(lm, inputs, batch, seed, labels):
+    ids, _labels = masked_ids(lm, inputs, batch, seed)
+    return {**_prepare_embedding(lm, inputs, batch, seed, labels), "inputs": {"input_ids": ids}}
+
+
 # ---- classification ------------------------------------------------------------------------
 def _check_classification(lm):
     if not _type_name(lm).endswith("ForSequenceClassification"):
@@ -177,6 +195,11 @@ _REGISTRY = (
     Objective("embedding", "1 - cosine between the mean-pooled last hidden state over real tokens and the unablated "
               "one (the all-MiniLM-L6-v2 sentence embedding); 0 and flat at the unablated model",
               lambda lm: None, _prepare_embedding, _loss_embedding, base=True, gradient=False),
+    Objective("masked_embedding", "1 - cosine between the mean-pooled last hidden state of the input with the mlm "
+              "objective's masked tokens ([MASK] at 15% of its text tokens, fixed per input) and the unablated "
+              "embedding of the unmasked input: how much a head helps recover the sentence embedding from a "
+              "corrupted input; any encoder with a mask token gives it (a model and its fine-tuned copy alike)",
+              _check_masked_embedding, _prepare_masked_embedding, _loss_embedding, base=True),
     Objective("classification", "the *ForSequenceClassification model's own task loss (cross-entropy, or MSE for one "
               "output) against given labels, or against its own unablated predictions when none are given",
               _check_classification, _prepare_classification, _loss_classification),

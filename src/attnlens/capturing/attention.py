@@ -47,7 +47,8 @@ class Forward:
     """What one forward of a right-padded batch recorded, as float32 numpy arrays.
 
     queries / keys [B, L, H, T, D] (None for families without q/k), mask [B, T] (1 = real token),
-    value_norms [B, L, H, T] or None, extras name -> [B, L, H, T, ...].
+    value_norms [B, L, H, T] or None, extras name -> [B, L, H, T, ...], logits [B, C] or [B, T, C]
+    (a classifier's head output: sequence or token classification) or None.
     """
 
     recorder: Recorder
@@ -57,6 +58,7 @@ class Forward:
     value_norms: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     _attentions: np.ndarray | None = None
+    logits: np.ndarray | None = None
 
     def attentions(self) -> np.ndarray:
         """[B, L, H, T, T], recomputed from the recorded tensors on first call (padding keys get 0)."""
@@ -84,14 +86,21 @@ def _model_lock(model) -> threading.Lock:
 
 
 def forward_attention(lm: LoadedModel, batch: dict, *, values: bool = False) -> Forward:
-    """Forward one right-padded batch through `lm`'s recorder (see capturing.recorders)."""
+    """Forward one right-padded batch through `lm`'s recorder (see capturing.recorders).
+
+    The encoder alone runs (a masked-LM head's vocabulary logits are not needed), except for a classifier
+    (`lm.has_classifier_head`): its small head runs in the same pass and its logits are kept (Forward.logits).
+    """
     recorder = recorder_for(lm, values=values)
-    inputs = model_inputs(lm.model.base_model, batch, lm.device)
+    classifier = lm.has_classifier_head
+    module = lm.model if classifier else lm.model.base_model
+    inputs = model_inputs(module, batch, lm.device)
     mask = batch["attention_mask"].to(lm.device)  # [B, T]
     with _model_lock(lm.model), torch.inference_mode(), recorder.running(), hooks(lm.model, recorder.hooks()):
-        output = lm.model.base_model(**inputs, **recorder.forward_kwargs())
+        output = module(**inputs, **recorder.forward_kwargs())
         recorded = recorder.finish(output, mask)
     recorder.store.clear()  # the hooked tensors are no longer needed; the recorder may live on in captures
+    logits = output.logits.float() if classifier else None  # [B, C] or [B, T, C]
     return Forward(recorder, _numpy(recorded.queries), _numpy(recorded.keys), mask.cpu().numpy(),
                    _numpy(recorded.value_norms), {name: _numpy(x) for name, x in recorded.extras.items()},
-                   _numpy(recorded.attentions))
+                   _numpy(recorded.attentions), _numpy(logits))

@@ -135,6 +135,9 @@ class Batch:
         if fwd.queries is not None:
             queries, keys = own(fwd.queries[row, :, :, :n]), own(fwd.keys[row, :, :, :n])  # [L, H, T, D]
         extras = {name: cut(x) for name, x in fwd.extras.items()}  # [L, H, T, ...]
+        logits = fwd.logits  # a classifier's head output: [B, C] (sequence) or [B, T, C] (token classification)
+        if logits is not None:
+            logits = own(logits[row, :n] if logits.ndim == 3 else logits[row])  # [C] or [T, C]
         attentions, recipe = None, None
         if fwd._attentions is not None:
             attentions = own(fwd._attentions[row, :, :, :n, :n])  # [L, H, T, T]
@@ -147,6 +150,7 @@ class Batch:
             special_mask=info.special_mask, attentions=attentions, queries=queries, keys=keys,
             text_a=self.pairs[row][0], text_b=self.pairs[row][1], model_name=self.lm.name,
             value_norms=cut(fwd.value_norms), extras=extras, causal=self.lm.spec.causal, attention_recipe=recipe,
+            logits=logits,
         )
 
 

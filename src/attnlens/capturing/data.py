@@ -27,7 +27,7 @@ def register_viewer(name: str, fn: Callable) -> None:
 
 
 _ARRAYS = ("token_ids", "segment_ids", "word_ids", "special_mask", "attentions")
-_OPTIONAL = ("queries", "keys", "value_norms")  # saved only when present (no q/k: the eager fallback)
+_OPTIONAL = ("queries", "keys", "value_norms", "logits")  # saved only when present (no q/k: the eager fallback)
 _EXTRA = "extra/"  # prefix of the family-specific arrays in the .npz
 
 
@@ -67,6 +67,8 @@ class Capture:
                                         (captured with values=True; Kobayashi et al. 2020)
       extras        name -> float32 [L, H, T, ...]  family-specific score terms (token axes from the third)
       causal        bool                a decoder's capture: no token attends to a later one
+      logits        float32    [C] or [T, C] or None   a fine-tuned classifier's output in the same forward
+                                        (sequence / token classification; see finetuning.predict)
     """
 
     tokens: list[str]
@@ -84,6 +86,7 @@ class Capture:
     value_norms: np.ndarray | None = None
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     causal: bool = False
+    logits: np.ndarray | None = None
     attention_recipe: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     # ---- shape helpers -------------------------------------------------------------

@@ -15,6 +15,7 @@ from ..errors import AttnlensError
 from .arch import ArchSpec, spec_for_config
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+CLASSIFIER_HEADS = ("ForSequenceClassification", "ForTokenClassification")  # class-name suffixes of classifiers
 
 
 @dataclass
@@ -59,6 +60,12 @@ class LoadedModel:
     @property
     def device(self):
         return next(self.model.parameters()).device
+
+    @property
+    def has_classifier_head(self) -> bool:
+        """Whether `model` is a fine-tuned classifier (a *ForSequenceClassification / *ForTokenClassification):
+        its captures then run the whole model and keep the head's logits (Capture.logits)."""
+        return type(self.model).__name__.endswith(CLASSIFIER_HEADS)
 
 
 def default_model_path() -> Path:

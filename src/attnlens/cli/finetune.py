@@ -68,10 +68,17 @@ def diff_cmd(
                                          "shipped corpus)."),
     limit: int = typer.Option(300, "--limit", help="Sentence pairs compared."),
     out: str = typer.Option(..., "--out", "-o", help="Folder for report.html, diff.png/.svg, diff.json/.csv."),
+    importance_objective: str = typer.Option(
+        "auto", "--importance-objective", help="Objective of the gradient head importance compared: auto "
+        "(classification for two classifiers with the same labels, else masked_embedding), or masked_embedding, "
+        "classification, mlm, nsp."),
+    no_importance: bool = typer.Option(False, "--no-importance", help="Skip head importance (one backward pass "
+                                       "per batch and model)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ):
-    """How much every head's attention and atlas label changed from model A to model B."""
-    result = diff(model_a, model_b, corpus=corpus, limit=limit, progress=not no_progress)
+    """How much every head's attention, atlas label and importance changed from model A to model B."""
+    result = diff(model_a, model_b, corpus=corpus, limit=limit, progress=not no_progress,
+                  importance=None if no_importance else importance_objective)
     typer.echo(result.summary())
     for path in write_diff(result, out):
         typer.echo(f"saved {path}")

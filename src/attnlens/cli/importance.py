@@ -23,7 +23,8 @@ def importance_cmd(
         None, "--model", "-m", help="Model folder or hub name, loaded with the heads its config names (default: "
                                     "all-MiniLM-L6-v2; for mlm/nsp: the shipped pretrained checkpoint)."),
     objective: str = typer.Option("embedding", "--objective",
-                                  help="embedding (1 - cosine to the unablated sentence embedding), mlm, nsp, or "
+                                  help="embedding (1 - cosine to the unablated sentence embedding), masked_embedding "
+                                       "(the same from a masked input; has a gradient), mlm, nsp, or "
                                        "classification (a fine-tuned *ForSequenceClassification model)."),
     method: str = typer.Option("ablation", "--method", help="ablation, or gradient (Michel et al. 2019)."),
     ablation: str = typer.Option("zero", "--ablation", help="zero, mean or uniform (method ablation)."),

@@ -18,6 +18,9 @@ from .app import app, user_errors
 LOOPBACK_NAMES = ("localhost",)
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` only accepts connections from this machine."""
     if host in LOOPBACK_NAMES:
@@ -47,12 +50,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 @user_errors
 def serve_cmd(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m",
-                                              help="Model folder, pretraining run folder or hub name to serve; "
+                                              help="Model folder, pretraining or fine-tuning run folder (a "
+                                                   "classifier: its predictions are shown) or hub name to serve; "
                                                    "repeat for several (default: all-MiniLM-L6-v2)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (loopback by default)."),
     port: int = typer.Option(8000, "--port", help="Port to listen on (0 = any free port)."),
     results: Optional[str] = typer.Option(None, "--results",
-                                          help="Folder of atlas reports and pretraining runs to browse."),
+                                          help="Folder of atlas reports and pretraining / fine-tuning runs "
+                                               "to browse."),
     open_page: bool = typer.Option(False, "--open", help="Open the page in the default browser."),
     allow_remote: bool = typer.Option(False, "--allow-remote",
                                       help="Allow a --host other than loopback (anyone who can reach it can use "
@@ -143,4 +148,7 @@ def serve_cmd(
         finally:
             watcher.cancel()
 
+    # the event loop, the inference threads and each model's batch thread hand every request on: a thread woken
+    # while another holds the GIL would wait out the 5 ms default switch interval at each hand-off
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     asyncio.run(_run())

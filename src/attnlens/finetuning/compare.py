@@ -22,6 +22,7 @@ def _model(model):
 def diff(model_a: LoadedModel | str | os.PathLike | None, model_b: LoadedModel | str | os.PathLike | None,
          corpus=None, **options) -> HeadDiff:
     """Per head, how model B's attention differs from model A's over `corpus` (mean total-variation distance,
-    atlas scores and labels; see attnlens.analysis.diff). Models: run folders (their newest checkpoint), model
-    folders, hub names, LoadedModels, or None for the default model; same architecture and tokenizer."""
+    atlas scores and labels, gradient head importance; see attnlens.analysis.diff). Models: run folders (their
+    newest checkpoint), model folders, hub names, LoadedModels, or None for the default model; same architecture
+    and tokenizer."""
     return diff_models(_model(model_a), _model(model_b), corpus, **options)

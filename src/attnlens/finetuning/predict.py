@@ -124,26 +124,33 @@ class Classification:
         return {"label": self.label, "probabilities": self.probabilities, "words": self.words, "tags": self.tags}
 
 
-def classify(text: str, text_b: str | None = None, *, model) -> Classification:
-    """Classify `text` (and `text_b`, for a pair task) with a fine-tuned model (a run folder of `attnlens
-    finetune`, its checkpoint folder, or a LoadedModel of one); a token model tags each whitespace word."""
-    lm = load_classifier(model)
-    id2label = {int(k): v for k, v in lm.model.config.id2label.items()}
-    token_model = type(lm.model).__name__.endswith("ForTokenClassification")
-    if token_model:
+def is_token_classifier(lm: LoadedModel) -> bool:
+    return type(lm.model).__name__.endswith("ForTokenClassification")
+
+
+def classifier_encoding(lm: LoadedModel, text: str, text_b: str | None = None):
+    """(encoding, words): what a classifier reads for `text` (and `text_b`), checked, as it was trained: a token
+    classifier's whitespace words (split into words; `words` lists them), else the tokenizer's (pair) encoding."""
+    words: list[str] = []
+    if is_token_classifier(lm):
         if text_b is not None:
             raise AttnlensError("a token classifier tags one text; leave --text-b out")
-        text = check_text(text)
-        words = text.split()
+        words = check_text(text).split()
         enc = lm.tokenizer(words, is_split_into_words=True, return_tensors="pt")
     else:
         text, text_b = check_pair((text, text_b))
         enc = lm.tokenizer(text, text_b, return_tensors="pt")
     if enc["input_ids"].shape[1] > lm.max_length:
         raise AttnlensError(f"input is {enc['input_ids'].shape[1]} tokens but the model takes at most {lm.max_length}")
-    with torch.inference_mode():
-        logits = lm.model(**model_inputs(lm.model, dict(enc), lm.device)).logits.float()[0]  # [C] or [T, C]
-    if token_model:
+    return enc, words
+
+
+def classification_of(lm: LoadedModel, enc, words: list[str], logits: torch.Tensor) -> Classification:
+    """The Classification of a classifier's `logits` ([C], or [T, C] for a token classifier) on `enc` (from
+    classifier_encoding): the label and every class's probability, or each word's tag (its first piece's)."""
+    id2label = {int(k): v for k, v in lm.model.config.id2label.items()}
+    logits = logits.float()
+    if is_token_classifier(lm):
         tags, previous = [], None
         for position, word in enumerate(enc.word_ids(0)):
             if word is not None and word != previous:
@@ -152,3 +159,13 @@ def classify(text: str, text_b: str | None = None, *, model) -> Classification:
         return Classification(None, {}, words, tags)
     probs = torch.softmax(logits, dim=-1)  # [C]
     return Classification(id2label[int(probs.argmax())], {id2label[i]: float(p) for i, p in enumerate(probs)})
+
+
+def classify(text: str, text_b: str | None = None, *, model) -> Classification:
+    """Classify `text` (and `text_b`, for a pair task) with a fine-tuned model (a run folder of `attnlens
+    finetune`, its checkpoint folder, or a LoadedModel of one); a token model tags each whitespace word."""
+    lm = load_classifier(model)
+    enc, words = classifier_encoding(lm, text, text_b)
+    with torch.inference_mode():
+        logits = lm.model(**model_inputs(lm.model, dict(enc), lm.device)).logits[0]  # [C] or [T, C]
+    return classification_of(lm, enc, words, logits)

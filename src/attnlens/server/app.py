@@ -7,6 +7,7 @@ Routes (JSON unless said; OpenAPI at /docs and /openapi.json):
   POST /api/capture                     capture one input -> {id, meta}
   GET  /api/captures/{id}/meta          a kept capture's view meta
   GET  /api/captures/{id}/{kind}/{layer}  one per-layer buffer (bytes, the views' payload format)
+  GET  /api/captures/{id}/buffers       every buffer in one body (offered in meta["bundle"] for short inputs)
   POST /api/compare                     two captures and a per-head difference map
   POST /api/predict/fill-mask           masked-LM predictions (+ the masked input's capture)
   POST /api/search                      corpus contexts where one head behaves as on one token (searching.py)
@@ -267,6 +268,12 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
     async def capture_meta(capture_id: str) -> dict:  # async: a dict lookup needs no thread
         return _stored(capture_id).meta
 
+    @app.get("/api/captures/{capture_id}/buffers", summary="All of a capture's view data in one body (bytes)",
+             response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
+    async def capture_bundle(capture_id: str):
+        return Response(_stored(capture_id).bundle(), media_type="application/octet-stream",
+                        headers={"Cache-Control": "private, max-age=3600"})
+
     @app.get("/api/captures/{capture_id}/{kind}/{layer}", summary="One layer's view data (bytes)",
              response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}})
     async def capture_buffer(capture_id: str, kind: Literal["queries", "keys", "thumbs", "attention", "terms"],
@@ -351,8 +358,9 @@ def create_app(models, results_dir: str | Path | None = None, limits: Limits | N
 
 
 class BufferFastPath:
-    """ASGI: `GET /api/captures/{id}/{kind}/{layer}` of a kept buffer answered at once, as the route below it
-    would (same body and headers); anything else, a miss included (its 404), goes on to the app.
+    """ASGI: `GET /api/captures/{id}/{kind}/{layer}` of a kept buffer, and `GET /api/captures/{id}/buffers` of a kept
+    capture, answered at once, as the routes below it would (same body and headers); anything else, a miss included
+    (its 404), goes on to the app.
 
     Why: a page fetches every layer's buffers (about 20 GETs per capture), and FastAPI's routing,
     parameter validation and response classes were about 40% of a buffer GET's CPU on the event
@@ -368,9 +376,13 @@ class BufferFastPath:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith("/api/captures/"):
-            parts = scope["path"].split("/")  # ["", "api", "captures", id, kind, layer]
-            stored = self.store.get(parts[3]) if len(parts) == 6 else None
-            body = stored.buffers.get(f"{parts[4]}/{parts[5]}") if stored is not None else None
+            parts = scope["path"].split("/")  # ["", "api", "captures", id, kind, layer] or [..., id, "buffers"]
+            bundle = len(parts) == 5 and parts[4] == "buffers"
+            stored = self.store.get(parts[3]) if len(parts) == 6 or bundle else None
+            if stored is None:
+                body = None
+            else:
+                body = stored.bundle() if bundle else stored.buffers.get(f"{parts[4]}/{parts[5]}")
             if body is not None:
                 await send({"type": "http.response.start", "status": 200,
                             "headers": [*self.HEADERS, (b"content-length", str(len(body)).encode())]})

@@ -30,6 +30,7 @@ class Limits:
     max_search_k: int = 50  # corpus search contexts per request
     batch_wait_ms: float = 4.0  # how long a capture may wait for others to share its forward pass
     max_batch: int = 32  # captures per batch (each forward pass is also bounded by capturing.MAX_BATCH_CELLS)
+    bundle_bytes: int = 4 << 20  # a capture whose view data is at most this offers it all in one GET
 
 
 class LimitError(Exception):

@@ -1,6 +1,7 @@
 """A bounded load generator for a running `attnlens serve`: N concurrent clients, each
-repeating "capture an input, then fetch its meta and every per-layer view buffer" (what the
-page does to show all views) for a fixed time. Used by the load test and bench_server.py.
+repeating "capture an input, then fetch all its view data" for a fixed time, as the page does to show
+every view: the capture's answer carries the meta, then one GET of every buffer when the meta offers
+a bundle (short inputs), else one GET per buffer. Used by the load test and bench_server.py.
 """
 
 from __future__ import annotations
@@ -88,8 +89,15 @@ def _client(base: str, index: int, stop_at: float, model: str | None, timeout_s:
                 with lock:
                     result.errors["wrong capture"] += 1
                 continue
-            root = f"/api/captures/{body['id']}"
-            got = [call("GET", f"{root}/meta")] + [call("GET", f"{root}/{name}") for name in body["meta"]["buffers"]]
+            root, meta = f"/api/captures/{body['id']}", body["meta"]
+            if meta.get("bundle"):
+                got = [call("GET", f"{root}/buffers")]
+                if got[0][0] == 200 and len(got[0][1]) != sum(meta["bundle"]["sizes"]):
+                    with lock:
+                        result.errors["wrong bundle size"] += 1
+                    continue
+            else:
+                got = [call("GET", f"{root}/{name}") for name in meta["buffers"]]
             bad = [st for st, _ in got if st != 200]
             if bad:
                 with lock:

@@ -42,6 +42,18 @@ class StoredCapture:
     def nbytes(self) -> int:
         return sum(len(b) for b in self.buffers.values())
 
+    def bundle(self) -> bytes:
+        """Every buffer in one body, in the order of meta["buffers"] (sizes in meta["bundle"])."""
+        return b"".join(self.buffers[name] for name in self.meta["buffers"])
+
+
+def offer_bundle(meta: dict, buffers: dict[str, bytes], limit: int) -> None:
+    """Mark a payload whose buffers add up to at most `limit` bytes as fetchable in one GET (`<capture>/buffers`):
+    meta["bundle"] lists each buffer's size in meta["buffers"] order. A page then loads a short input in one round
+    trip instead of ~20; a long one keeps loading layer by layer, only what its views show."""
+    sizes = [len(buffers[name]) for name in meta["buffers"]]
+    meta["bundle"] = {"sizes": sizes} if sum(sizes) <= limit else None
+
 
 class CaptureStore:
     """The most recent captures' payloads (LRU, bounded by count)."""
@@ -139,6 +151,9 @@ class Service:
             with self._payload_slots:
                 meta, buffers = build_payload(cap)
             meta["model_name"] = served.name
+            if (prediction := served.prediction(cap)) is not None:  # a fine-tuned classifier's, same forward
+                meta["prediction"] = prediction
+            offer_bundle(meta, buffers, self.limits.bundle_bytes)
             stored = StoredCapture(cid, served.name, meta, buffers)
             self.store.put(stored)
         return stored, cap

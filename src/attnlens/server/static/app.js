@@ -188,7 +188,7 @@ function showTab(tab) {
 // ---------------------------------------------------------------- explore (+ mask a token)
 
 async function mountCapture(target, captured, options = {}, actions = {}) {
-  const source = await sourceFromFetch(`/api/captures/${encodeURIComponent(captured.id)}`, actions);
+  const source = await sourceFromFetch(`/api/captures/${encodeURIComponent(captured.id)}`, actions, captured.meta);
   target.replaceChildren();
   const mount = el("div");
   target.append(mount);
@@ -216,6 +216,7 @@ async function explore(values, { push = true } = {}) {
     writeURL("push");
   }
   const body = { model: input.model, text_a: input.a, text_b: blank(input.b) };
+  showPrediction(null);
   status("Capturing\u2026");
   try {
     const captured = await api("/api/capture", body);
@@ -226,6 +227,7 @@ async function explore(values, { push = true } = {}) {
     const v = await mountCapture($("#explore-view"), captured, { views: VIEWS }, actions);
     if (gen !== state.exploreGen) { v.dispose(); return; }
     state.explore = v;
+    showPrediction(captured.meta.prediction, info);
     applyViewParams(v, state.pendingView);
     state.pendingView = null;
     v.el.addEventListener("attnlens:drawn", syncMaskedLayer);
@@ -580,16 +582,62 @@ async function loadResults() {
         ...a.files.flatMap((f) => [link(f), " "])));
     }
     if (found.root && !found.atlas.length) atlas.append(el("li", { class: "app-muted", text: "none found" }));
-    for (const r of found.runs) {
+    const finetunes = $("#finetunes-list");
+    finetunes.replaceChildren();
+    for (const r of found.runs.filter((r) => r.finetune)) finetunes.append(finetuneItem(r, link));
+    if (found.root && !found.runs.some((r) => r.finetune)) finetunes.append(el("li", { class: "app-muted", text: "none found" }));
+    for (const r of found.runs.filter((r) => !r.finetune)) {
       const metrics = Object.entries(r.last_metrics || {}).slice(0, 6).map(([k, v]) => `${k}=${typeof v === "number" ? +v.toFixed(4) : v}`).join(", ");
       runs.append(el("li", {}, el("strong", { text: r.path || "(results folder)" }),
         el("span", { text: ` ${r.checkpoints.length} checkpoints${r.checkpoints.length ? ` (${r.checkpoints.at(-1)} newest)` : ""}${metrics ? `; last: ${metrics}` : ""} ` }),
         ...r.files.flatMap((f) => [link(f), " "])));
     }
-    if (found.root && !found.runs.length) runs.append(el("li", { class: "app-muted", text: "none found" }));
+    if (found.root && !found.runs.some((r) => !r.finetune)) runs.append(el("li", { class: "app-muted", text: "none found" }));
   } catch (err) {
     status(err.message, true);
   }
+}
+
+// ---------------------------------------------------------------- fine-tuned classifiers
+
+/** The model picker's note on a fine-tuned classifier: its task kind and classes. */
+function classifierNote(m) {
+  if (!m.classifier) return "";
+  const labels = m.classifier.labels;
+  return `, ${m.classifier.kind} classifier: ${labels.slice(0, 6).join(" / ")}${labels.length > 6 ? ` +${labels.length - 6}` : ""}`;
+}
+
+/** A classifier's prediction for the shown input (meta.prediction) beside the views; null hides the panel. */
+function showPrediction(prediction, info) {
+  const pane = $("#prediction");
+  pane.replaceChildren();
+  pane.hidden = !prediction;
+  if (!prediction) return;
+  const kind = info && info.classifier ? info.classifier.kind : prediction.kind;
+  pane.append(el("h3", { text: `Prediction (${kind} classifier)` }));
+  if (prediction.error) {
+    pane.append(el("p", { class: "app-muted", text: prediction.error }));
+  } else if (prediction.kind === "token") {
+    pane.append(el("p", { class: "app-tags" }, ...prediction.words.map((word, i) => el("span", { class: "app-tag" },
+      el("span", { text: word }), el("span", { class: "app-tag-label", text: prediction.tags[i] })))));
+  } else {
+    pane.append(el("p", {}, "Label: ", el("strong", { class: "app-prediction-label", text: prediction.label })));
+    const rows = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
+    pane.append(el("table", { class: "app-probs" }, ...rows.map(([label, p]) => el("tr", {},
+      el("td", { text: label }), el("td", {}, el("meter", { min: "0", max: "1", value: String(p) })),
+      el("td", { text: p.toFixed(3) })))));
+  }
+}
+
+/** One fine-tuning run of the results folder: task, steps, last held-out accuracy / macro-F1 against the majority baseline. */
+function finetuneItem(r, link) {
+  const f = r.finetune, num = (x) => (typeof x === "number" ? x.toFixed(3) : "?");
+  const steps = f.planned_steps ? `${f.steps ?? 0}/${f.planned_steps}` : `${f.steps ?? 0}`;
+  const heldout = f.heldout ? `held-out accuracy ${num(f.heldout.accuracy)}, macro-F1 ${num(f.heldout.macro_f1)} (step ${f.heldout.step})` : "no held-out evaluation yet";
+  const baseline = f.baseline ? `; majority baseline ${num(f.baseline.accuracy)} / ${num(f.baseline.macro_f1)}` : "";
+  return el("li", {}, el("strong", { text: r.path || "(results folder)" }),
+    el("span", { class: "app-run-info", text: ` task ${f.task} (${f.kind}, ${f.labels.length} classes), steps ${steps}: ${heldout}${baseline} ` }),
+    ...r.files.flatMap((file) => [link(file), " "]));
 }
 
 // ---------------------------------------------------------------- start
@@ -630,6 +678,7 @@ function fromURL() {
     state.explore = null;
     clearMask();
     $("#explore-view").replaceChildren();
+    showPrediction(null);
     state.exploreInput = e;
     state.exploreLoaded = false;
     state.pendingView = viewState;
@@ -678,7 +727,7 @@ async function start() {
   }
   for (const select of document.querySelectorAll(".model-select")) {
     for (const m of state.models) {
-      select.append(el("option", { value: m.name, text: `${m.name} (${m.layers}\u00d7${m.heads}${m.mlm ? ", MLM" : ""})` }));
+      select.append(el("option", { value: m.name, text: `${m.name} (${m.layers}\u00d7${m.heads}${m.mlm ? ", MLM" : ""}${classifierNote(m)})` }));
     }
   }
   for (const b of document.querySelectorAll(".app-tabs [data-tab]")) {

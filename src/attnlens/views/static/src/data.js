@@ -12,7 +12,7 @@
 //     }
 //   }
 // The shims below build a source from an anywidget model (Jupyter), from data inlined in the
-// page (standalone HTML) or from HTTP (a server: GET <base>/meta, GET <base>/<buffer name>).
+// page (standalone HTML) or from HTTP (a server: GET <base>/meta, GET <base>/<buffer name> or <base>/buffers).
 
 const FORMAT = "attnlens.view/1";
 
@@ -44,17 +44,36 @@ export function sourceFromDocument(root) {
   return { meta, load, actions: {} };
 }
 
-/** A source fetching from a server: `${base}/meta` (JSON) and `${base}/${name}` (bytes). */
-export async function sourceFromFetch(base, actions = {}) {
-  const response = await fetch(`${base}/meta`);
-  if (!response.ok) throw new Error(`attnlens: ${response.status} for ${base}/meta`);
-  const meta = await response.json();
-  const load = async (name) => {
-    const r = await fetch(`${base}/${name}`);
-    if (!r.ok) throw new Error(`attnlens: ${r.status} for ${base}/${name}`);
-    return new Uint8Array(await r.arrayBuffer());
+/** A source fetching from a server: `${base}/meta` (JSON, unless the caller already has it) and each buffer as
+ * `${base}/${name}` (bytes), or all of them in one `${base}/buffers` when the server offers that
+ * (meta.bundle.sizes: each buffer's size, in meta.buffers order). */
+export async function sourceFromFetch(base, actions = {}, knownMeta = null) {
+  const bytesAt = async (url) => {
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`attnlens: ${r.status} for ${url}`);
+    return r;
   };
-  return { meta, load, actions };
+  const meta = knownMeta || await (await bytesAt(`${base}/meta`)).json();
+  const one = async (name) => new Uint8Array(await (await bytesAt(`${base}/${name}`)).arrayBuffer());
+  let bundle = null;  // Promise of {name: bytes}, fetched on the first load
+  const fromBundle = async (name) => {
+    bundle ??= bytesAt(`${base}/buffers`).then(async (r) => splitBundle(new Uint8Array(await r.arrayBuffer()), meta));
+    const parts = await bundle;
+    if (!(name in parts)) throw new Error(`attnlens: no buffer ${name}`);
+    return parts[name];
+  };
+  return { meta, load: meta.bundle ? fromBundle : one, actions };
+}
+
+function splitBundle(bytes, meta) {
+  const parts = {}, sizes = meta.bundle.sizes;
+  let offset = 0;
+  Object.keys(meta.buffers).forEach((name, i) => {
+    parts[name] = bytes.subarray(offset, offset + sizes[i]);
+    offset += sizes[i];
+  });
+  if (offset !== bytes.length) throw new Error(`attnlens: the buffers came back as ${bytes.length} bytes, not ${offset}`);
+  return parts;
 }
 
 // ---------------------------------------------------------------- decoding
