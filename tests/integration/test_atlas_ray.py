@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnlens import atlas
+from attnlens import atlas, load_model
 from conftest import PAIR, tiny_model
+from family_models import ernie_config, save_model
 
 ray = pytest.importorskip("ray")
 
@@ -28,3 +29,18 @@ def test_ray_shards_merge_to_the_single_machine_scores():
     np.testing.assert_allclose(sharded.stats.total, local.stats.total, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(sharded.stats.squares, local.stats.squares, rtol=1e-6, atol=1e-6)
     assert {k: v.name for k, v in sharded.labels.items()} == {k: v.name for k, v in local.labels.items()}
+
+
+def test_a_model_captured_through_the_eager_fallback_still_goes_to_ray(tmp_path):
+    """ERNIE has no entry: its captures run transformers' output_attentions, which leaves hooks on the module that
+    cannot be pickled, and a module unpickled without its constructor returns no attention. The shards get the
+    model rebuilt from its class, config and weights (LoadedModel.__reduce__) and score what the local run scores."""
+    lm = load_model(str(save_model(tmp_path / "ernie", ernie_config())))
+    local = atlas(PAIRS, model=lm, progress=False)  # runs output_attentions on this very module first
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    try:
+        sharded = atlas(PAIRS, model=lm, progress=False, ray=True, shards=2)
+    finally:
+        ray.shutdown()
+    assert sharded.inputs == local.inputs == 4
+    np.testing.assert_allclose(sharded.stats.total, local.stats.total, rtol=1e-6, atol=1e-5)

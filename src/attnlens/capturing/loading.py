@@ -61,11 +61,28 @@ class LoadedModel:
     def device(self):
         return next(self.model.parameters()).device
 
+    def __reduce__(self):
+        """Pickled (e.g. for Ray) as the model's class, config and weights, rebuilt by the class's own constructor
+        in the receiving process: the live module may carry hooks transformers installs at run time (local
+        functions, not picklable: after one output_attentions forward, as the eager fallback runs), and a module
+        that skipped its constructor lacks what transformers registers there (its output_attentions would then
+        return nothing)."""
+        weights = {name: tensor.detach().cpu() for name, tensor in self.model.state_dict().items()}
+        return _rebuilt, (type(self.model), self.model.config, weights, self.tokenizer, self.name)
+
     @property
     def has_classifier_head(self) -> bool:
         """Whether `model` is a fine-tuned classifier (a *ForSequenceClassification / *ForTokenClassification):
         its captures then run the whole model and keep the head's logits (Capture.logits)."""
         return type(self.model).__name__.endswith(CLASSIFIER_HEADS)
+
+
+def _rebuilt(model_class, config, weights: dict, tokenizer, name: str) -> LoadedModel:
+    """The LoadedModel that LoadedModel.__reduce__ describes (on the CPU)."""
+    dtype = next((w.dtype for w in weights.values() if w.is_floating_point()), torch.float32)
+    model = model_class(config).to(dtype)
+    model.load_state_dict(weights)
+    return LoadedModel(model, tokenizer, name)
 
 
 def default_model_path() -> Path:
