@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from bench_pretrain import ours, rates
+from bench_pretrain import add_trainer_options, ours, rates, start_trainer_bench
 
 EVAL_LIMIT = 32  # held-out examples the trainer evaluates after its last step (outside the timed window)
 
@@ -135,25 +135,15 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="run every trainer this many times, in alternating order; best kept")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="--steps 6 --warmup 2 --rounds 1")
+    add_trainer_options(parser, "--steps 6 --warmup 2 --rounds 1")
     opts = parser.parse_args()
     if opts.quick:
         opts.steps, opts.warmup, opts.rounds = 6, 2, 1
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    try:
-        import accelerate  # noqa: F401  (only: is accelerate installed?)
-    except ImportError:
-        sys.exit("bench_finetune needs accelerate for the Hugging Face Trainer: pip install 'attnlens[bench]'")
-    import transformers
+    start_trainer_bench(opts, "bench_finetune")
 
     from attnlens.finetuning.tasks import load_task
     from attnlens.pretraining.predict import shipped_checkpoint
 
-    transformers.logging.set_verbosity_error()
     model = {None: str(shipped_checkpoint()), "default": None}.get(opts.model, opts.model)
     task = load_task("source", None, opts.seed)
     best = {k: (0.0, 0.0) for k in ("ours", "hf", "bare")}

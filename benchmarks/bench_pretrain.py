@@ -247,30 +247,41 @@ def loss_only(trainer_ours, repeats: int) -> tuple[float, float]:
     return 1000 * statistics.median(times[stock]), 1000 * statistics.median(times[masked])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--docs", type=int, default=400)
+def add_trainer_options(parser: argparse.ArgumentParser, quick: str) -> None:
+    """The options every trainer-vs-HF benchmark shares: --rounds, --threads and --quick (`quick`: what it sets)."""
     parser.add_argument("--rounds", type=int, default=2,
                         help="run every trainer this many times, in alternating order; best kept")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--quick", action="store_true", help="--steps 8 --warmup 2 --docs 200 --rounds 2")
-    opts = parser.parse_args()
-    if opts.quick:
-        opts.steps, opts.warmup, opts.docs, opts.rounds = 8, 2, 200, 2
+    parser.add_argument("--quick", action="store_true", help=quick)
+
+
+def start_trainer_bench(opts, script: str) -> None:
+    """Torch threads as asked, accelerate present (the HF Trainer needs it), transformers' logging quiet."""
     if opts.threads:
         torch.set_num_threads(opts.threads)
     try:
         import accelerate  # noqa: F401  (only: is accelerate installed?)
     except ImportError:
-        sys.exit("bench_pretrain needs accelerate for the Hugging Face Trainer: pip install 'attnlens[bench]'")
+        sys.exit(f"{script} needs accelerate for the Hugging Face Trainer: pip install 'attnlens[bench]'")
     import transformers
+
+    transformers.logging.set_verbosity_error()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--docs", type=int, default=400)
+    add_trainer_options(parser, "--steps 8 --warmup 2 --docs 200 --rounds 2")
+    opts = parser.parse_args()
+    if opts.quick:
+        opts.steps, opts.warmup, opts.docs, opts.rounds = 8, 2, 200, 2
+    start_trainer_bench(opts, "bench_pretrain")
 
     from attnlens.corpus import load_documents
     from attnlens.pretraining.vocab import save_tokenizer, train_wordpiece
 
-    transformers.logging.set_verbosity_error()
     docs = load_documents("default", split="train")[: opts.docs]
     variants = ("stock", "stock-ours", "masked", "bare")
     best = {k: (0.0, 0.0) for k in ("steps", *variants)}

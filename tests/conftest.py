@@ -78,6 +78,15 @@ FAMILIES = ("bert", "roberta", "distilbert", "electra", "albert")
 
 
 @pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (1 CPU) for every test that shards work on it; skipped without the ray package."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def default_model():
     """The real default model (all-MiniLM-L6-v2), loaded once per test session (the library's own cache,
     so the CLI and server in the same process reuse it)."""

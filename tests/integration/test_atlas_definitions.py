@@ -77,14 +77,9 @@ def test_clark_atlas_equals_the_hand_computation_on_the_models_captures(tiny_ber
         atlas(PAIRS, model=tiny_bert, progress=False, definitions="bert")
 
 
-def test_clark_definitions_reach_the_ray_shards(tiny_bert):
-    ray = pytest.importorskip("ray")
+def test_clark_definitions_reach_the_ray_shards(tiny_bert, local_ray):
     local = atlas(PAIRS, model=tiny_bert, progress=False, definitions="clark")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    try:
-        sharded = atlas(PAIRS, model=tiny_bert, progress=False, ray=True, shards=2, definitions="clark")
-    finally:
-        ray.shutdown()
+    sharded = atlas(PAIRS, model=tiny_bert, progress=False, ray=True, shards=2, definitions="clark")
     assert sharded.definitions == "clark" and sharded.pattern_names == CLARK
     assert sharded.counts == local.counts == dict.fromkeys(CLARK, len(PAIRS))
     np.testing.assert_allclose(sharded.stats.total, local.stats.total, rtol=1e-6, atol=1e-6)

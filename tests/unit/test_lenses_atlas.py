@@ -51,3 +51,14 @@ def test_scoring_maps_rows_and_errors():
         scoring_maps("grad_weights", att)
     with pytest.raises(AttnlensError, match="unknown lens"):
         attnlens.atlas(PAIRS, model=tiny_model("bert"), lens="saliency", progress=False)
+
+
+def test_flow_atlas_skips_and_counts_inputs_past_the_flow_limit():
+    """The flow lens solves L x T^2 max-flow problems: past FLOW_TOKEN_LIMIT tokens an input is skipped and
+    counted (the weights atlas scores it), instead of stopping the whole corpus."""
+    lm = tiny_model("bert", max_position_embeddings=128)
+    long_input = " ".join(["word"] * 70)  # 72 tokens: within the model's 128, past the flow lens's 64
+    flow = attnlens.atlas(PAIRS + [long_input], model=lm, lens="flow", progress=False)
+    assert flow.inputs == len(PAIRS) and flow.skipped == {"longer than 64 tokens": 1}
+    weights = attnlens.atlas(PAIRS + [long_input], model=lm, progress=False)
+    assert weights.inputs == len(PAIRS) + 1 and weights.skipped == {}

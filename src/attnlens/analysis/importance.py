@@ -14,7 +14,7 @@ import csv
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +157,13 @@ class _Moments:
         self.sq += (values ** 2).sum(0)
         self.n += values.shape[0]
 
+    def merge(self, other: "_Moments") -> "_Moments":
+        """The moments of both input sets together (sums add: exact up to float rounding)."""
+        merged = _Moments(self.sum.shape)
+        merged.sum, merged.sq = self.sum + other.sum, self.sq + other.sq
+        merged.n, merged.base = self.n + other.n, self.base + other.base
+        return merged
+
     def mean(self):
         return self.sum / max(self.n, 1)
 
@@ -183,13 +190,15 @@ def corpus_means(lm: LoadedModel, pairs, batch_size: int) -> torch.Tensor:
 
 def head_importance(corpus=None, model=None, objective: str = "embedding", method: str = "ablation",
                     ablation: str = "zero", *, limit: int | None = None, batch_size: int = 32, seed: int = 0,
-                    labels=None, progress: bool = False) -> HeadImportance:
+                    labels=None, progress: bool = False, ray: bool = False, shards: int | None = None
+                    ) -> HeadImportance:
     """Importance of every head of `model` for `objective` over `corpus` (as attnlens.atlas takes it).
 
     method "gradient": Michel et al. 2019's E|dL/d xi_h|, normalised per layer (not for "embedding", whose
     gradient is 0 at the unablated model). method "ablation": mean change of the objective when the head's
     context vector is replaced (ablation "zero" | "mean" | "uniform"). labels: classification labels by corpus
-    position (None: the model's own predictions).
+    position (None: the model's own predictions). ray: the corpus is split into `shards` scored by Ray tasks
+    (analysis/ray_shards.py) and their sums merged: the same result as one machine's, to float rounding.
     """
     if method not in METHODS:
         raise AttnlensError(f"unknown method {method!r}: use gradient or ablation")
@@ -201,24 +210,18 @@ def head_importance(corpus=None, model=None, objective: str = "embedding", metho
         get_head_ablation(ablation)
     pairs, corpus_name = resolve_pairs(corpus, limit, seed=seed)
     means = corpus_means(lm, pairs, batch_size) if method == "ablation" and ablation == "mean" else None
-    moments = _Moments((lm.num_layers, lm.num_heads))
-    skipped: dict[str, int] = {}
+    if ray:
+        from .ray_shards import importance_moments_ray  # noqa: PLC0415  (ray_shards imports this module)
 
-    def skip(reason: str) -> None:
-        skipped[reason] = skipped.get(reason, 0) + 1
-
-    heads = [(l, h) for l in range(lm.num_layers) for h in range(lm.num_heads)]
-    with _progress_bar(len(pairs), progress) as bar:
-        for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=skip, record=False):
-            inputs = padded_inputs(lm, batch)
-            targets = obj.prepare(lm, inputs, batch, seed, labels)
-            if method == "gradient":
-                values, base = _gradient_batch(lm, obj, inputs, targets)
-            else:
-                values, base = _ablation_batch(lm, obj, inputs, targets, heads, ablation, means)
-            moments.add(values)
-            moments.base += float(base.sum())
-            bar.update(len(batch))
+        moments, skipped = importance_moments_ray(model if model is None or isinstance(model, str) else lm, pairs,
+                                                  objective=obj.name, method=method, ablation=ablation, means=means,
+                                                  batch_size=batch_size, seed=seed, labels=labels, shards=shards,
+                                                  progress=progress)
+    else:
+        with _progress_bar(len(pairs), progress) as bar:
+            moments, skipped = importance_moments(lm, obj, pairs, method=method, ablation=ablation, means=means,
+                                                  batch_size=batch_size, seed=seed, labels=labels,
+                                                  progress=bar.update)
     if moments.n == 0:
         raise AttnlensError(f"no usable input in the corpus {corpus_name}")
     raw, spread = moments.mean(), moments.std()
@@ -228,6 +231,33 @@ def head_importance(corpus=None, model=None, objective: str = "embedding", metho
     return HeadImportance(scores.astype(np.float64), spread, raw, method, obj.name,
                           ablation if method == "ablation" else None, moments.n, lm.name,
                           baseline=moments.base / moments.n, meta={"corpus": corpus_name, "skipped": skipped})
+
+
+def importance_moments(lm: LoadedModel, obj: Objective, pairs, *, method: str, ablation: str, means, batch_size: int,
+                       seed: int, labels, offset: int = 0, progress=None) -> tuple[_Moments, dict[str, int]]:
+    """The per-head moments of `pairs` (positions `offset`, offset + 1, ... in the corpus: what mlm masks and
+    `labels` are keyed by), and what was skipped. One shard's share of head_importance."""
+    moments = _Moments((lm.num_layers, lm.num_heads))
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    heads = [(l, h) for l in range(lm.num_layers) for h in range(lm.num_heads)]
+    for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=skip, record=False):
+        if offset:
+            batch = replace(batch, index=[offset + i for i in batch.index])  # positions in the whole corpus
+        inputs = padded_inputs(lm, batch)
+        targets = obj.prepare(lm, inputs, batch, seed, labels)
+        if method == "gradient":
+            values, base = _gradient_batch(lm, obj, inputs, targets)
+        else:
+            values, base = _ablation_batch(lm, obj, inputs, targets, heads, ablation, means)
+        moments.add(values)
+        moments.base += float(base.sum())
+        if progress is not None:
+            progress(len(batch))
+    return moments, skipped
 
 
 def _gradient_batch(lm, obj, inputs, targets):

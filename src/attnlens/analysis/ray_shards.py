@@ -1,4 +1,4 @@
-"""The atlas on Ray: shards of the corpus scored by Ray tasks, statistics merged exactly.
+"""The atlas and head importance on Ray: shards of the corpus scored by Ray tasks, statistics merged exactly.
 
 On a laptop this starts a local Ray; on a cluster start Ray there (`ray start --head`, then
 `ray start --address=...` on each node), set RAY_ADDRESS (or call `ray.init(address=...)`
@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..capturing import resolve_model
 from ..errors import AttnlensError
 from ..patterns.stats import PatternStats
+from .importance import importance_moments, resolve_for
 from .run import _progress_bar, score_pairs
 
 
@@ -36,23 +37,67 @@ def score_pairs_ray(model, pairs, *, level="token", batch_size=32, shards=None, 
     """Statistics of `pairs` computed by Ray tasks, one per shard, merged in shard order (parser: each task
     loads it, see score_pairs)."""
     ray = _ray()
-    if shards is None:
-        shards = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    shards = max(1, min(int(shards), len(pairs)))
-    size = -(-len(pairs) // shards)
+    size = _shards(ray, len(pairs), shards)
     task = ray.remote(_score_shard)
     model_ref = model if model is None or isinstance(model, str) else ray.put(model)
     refs = [task.remote(model_ref, pairs[i:i + size], level, batch_size, intervention, seed, definitions, parser)
             for i in range(0, len(pairs), size)]
+    return _merged(ray, refs, len(pairs), progress, lambda stats: stats.inputs + sum(stats.skipped.values()))
+
+
+def _merged(ray, refs, total: int, progress: bool, done_of):
+    """The tasks' results merged in shard order (`merge`), with a progress bar of `done_of(result)` inputs."""
     done: dict = {}
     pending = list(refs)
-    with _progress_bar(len(pairs), progress) as bar:
+    with _progress_bar(total, progress) as bar:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
                 done[ref] = ray.get(ref)
-                bar.update(done[ref].inputs + sum(done[ref].skipped.values()))
+                bar.update(done_of(done[ref]))
     merged = done[refs[0]]
     for ref in refs[1:]:
         merged = merged.merge(done[ref])
     return merged
+
+
+def _shards(ray, n: int, shards: int | None) -> int:
+    """Inputs per shard: `shards` of them (None: one per CPU of the Ray cluster)."""
+    if shards is None:
+        shards = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    shards = max(1, min(int(shards), n))
+    return -(-n // shards)
+
+
+class _ImportanceShard:
+    """One shard's moments and skips, mergeable like PatternStats."""
+
+    def __init__(self, moments, skipped: dict[str, int]):
+        self.moments, self.skipped = moments, skipped
+
+    def merge(self, other: "_ImportanceShard") -> "_ImportanceShard":
+        skipped = dict(self.skipped)
+        for reason, n in other.skipped.items():
+            skipped[reason] = skipped.get(reason, 0) + n
+        return _ImportanceShard(self.moments.merge(other.moments), skipped)
+
+
+def _importance_shard(model, objective, pairs, offset, method, ablation, means, batch_size, seed, labels):
+    lm, obj = resolve_for(model, objective)
+    return _ImportanceShard(*importance_moments(lm, obj, pairs, method=method, ablation=ablation, means=means,
+                                                batch_size=batch_size, seed=seed, labels=labels, offset=offset))
+
+
+def importance_moments_ray(model, pairs, *, objective, method, ablation, means, batch_size, seed, labels,
+                           shards=None, progress=True):
+    """head_importance's per-head moments of `pairs` from Ray tasks, one per shard (each keyed by its corpus
+    positions, so mlm masks and labels are those of one machine's run), merged in shard order."""
+    ray = _ray()
+    size = _shards(ray, len(pairs), shards)
+    task = ray.remote(_importance_shard)
+    model_ref = model if model is None or isinstance(model, str) else ray.put(model)
+    refs = [task.remote(model_ref, objective, pairs[i:i + size], i, method, ablation, means, batch_size, seed, labels)
+            for i in range(0, len(pairs), size)]
+    merged = _merged(ray, refs, len(pairs), progress,
+                     lambda shard: shard.moments.n + sum(shard.skipped.values()))
+    return merged.moments, merged.skipped

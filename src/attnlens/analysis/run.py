@@ -23,7 +23,7 @@ from ..corpus import resolve_corpus
 from ..errors import AttnlensError
 from ..patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
 from ..patterns.layout import check_level, layout_of, stack_layouts
-from ..patterns.lenses import CAPTURE_LENSES, scoring_maps
+from ..patterns.lenses import CAPTURE_LENSES, FLOW_TOKEN_LIMIT, scoring_maps
 from ..patterns.scores import UNLABELLED, get_definitions
 from ..patterns.stats import PatternStats
 from .heap import keep_large_blocks_on_mmap
@@ -250,7 +250,8 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     parser: a spaCy pipeline (name, folder or Language; see syntax.load_parser) whose lemmas are mapped
     onto each batch's tokens (syntax.batch_lemmas), so that same_lemma is scored; None = no lemmas.
     Unusable inputs and inputs longer than the model's maximum are counted in `stats.skipped`.
-    lens: score the patterns on a capture-only lens's maps instead of the weights (patterns.lenses.scoring_maps).
+    lens: score the patterns on a capture-only lens's maps instead of the weights (patterns.lenses.scoring_maps);
+    under `flow`, inputs longer than its limit (patterns.lenses.FLOW_TOKEN_LIMIT) are skipped and counted.
     """
     defs = get_definitions(definitions)
     nlp = None if parser is None else load_parser(parser)[0]
@@ -262,7 +263,7 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     reported = 0
     with intervene(lm, intervention, seed=seed):
         for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip,
-                             values=lens == "value_norm"):
+                             values=lens == "value_norm", max_tokens=FLOW_TOKEN_LIMIT if lens == "flow" else None):
             layouts = [layout_of(batch.token_info(row), causal=lm.spec.causal) for row in range(len(batch))]
             if nlp is not None:
                 layouts = [replace(one, lemma=lemma, lemma_word=word)

@@ -150,8 +150,18 @@ class Batch:
             special_mask=info.special_mask, attentions=attentions, queries=queries, keys=keys,
             text_a=self.pairs[row][0], text_b=self.pairs[row][1], model_name=self.lm.name,
             value_norms=cut(fwd.value_norms), extras=extras, causal=self.lm.spec.causal, attention_recipe=recipe,
-            logits=logits,
+            logits=logits, bands=row_bands(fwd.recorder, n),
         )
+
+
+def row_bands(recorder, n: int) -> list[tuple[int | None, int | None]] | None:
+    """Each layer's band of allowed key offsets j - i as (lo, hi) for an input of n tokens (a side that cuts
+    nothing at this length is None), from a recorder that knows them (`bands`, see families.interface)."""
+    bands = getattr(recorder, "bands", None)
+    if not bands:
+        return None
+    return [(None if band.left is None or band.left >= n - 1 else -band.left,
+             None if band.right is None or band.right >= n - 1 else band.right) for band in bands]
 
 
 def length_groups(lengths: list[int], batch_size: int, max_cells: int | None = None) -> list[list[int]]:
@@ -183,14 +193,15 @@ def run_batch(lm: LoadedModel, index: list[int], pairs: list[Pair], encodings: l
 
 def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate: bool = False,
             skip: Callable[[str], None] | None = None, read_ahead: int = READ_AHEAD_BATCHES,
-            values: bool = False, record: bool = True) -> Iterator[Batch]:
+            values: bool = False, record: bool = True, max_tokens: int | None = None) -> Iterator[Batch]:
     """Check, encode, group by length and run `items` (sentences or (A, B) pairs), consumed once.
 
     values=True also records each head's value norms (Capture.value_norms). record=False runs no
     forward: the batches hold only the padded inputs (`Batch.inputs`), for passes that run the
     model themselves (head importance, gradients).
     skip None: an unusable or too-long input is an AttnlensError. Otherwise it is passed over
-    and `skip(reason)` is called, so a corpus pass can count what it left out.
+    and `skip(reason)` is called, so a corpus pass can count what it left out. max_tokens: a lower limit than the
+    model's own, for a pass whose cost grows too fast with the length (the flow lens).
     """
     if batch_size < 1:
         raise AttnlensError(f"batch_size must be at least 1, got {batch_size}")
@@ -219,6 +230,11 @@ def batches(lm: LoadedModel, items: Iterable, *, batch_size: int = 32, truncate:
             if skip is None:
                 raise
             skip(f"longer than {lm.max_length} tokens")
+            continue
+        if max_tokens is not None and len(enc["input_ids"]) > max_tokens:
+            if skip is None:
+                raise AttnlensError(f"input is {len(enc['input_ids'])} tokens; this pass takes at most {max_tokens}")
+            skip(f"longer than {max_tokens} tokens")
             continue
         buffer.append((position, pair, enc))
         if len(buffer) >= window:

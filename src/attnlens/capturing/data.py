@@ -31,6 +31,16 @@ _OPTIONAL = ("queries", "keys", "value_norms", "logits")  # saved only when pres
 _EXTRA = "extra/"  # prefix of the family-specific arrays in the .npz
 
 
+def _bands(raw) -> list[tuple[int | None, int | None]] | None:
+    """A saved header's bands ([[lo, hi], ...] or null) as a list of (lo, hi) tuples."""
+    if raw is None:
+        return None
+    try:
+        return [(None if lo is None else int(lo), None if hi is None else int(hi)) for lo, hi in raw]
+    except (TypeError, ValueError):
+        raise AttnlensError("the capture file's bands are not a list of [lo, hi] offsets") from None
+
+
 class _Attentions:
     """`Capture.attentions`: the stored array, or computed on first access by the capture's
     `attention_recipe` (the recorder's own recomputation from the recorded q/k) and kept."""
@@ -67,6 +77,9 @@ class Capture:
                                         (captured with values=True; Kobayashi et al. 2020)
       extras        name -> float32 [L, H, T, ...]  family-specific score terms (token axes from the third)
       causal        bool                a decoder's capture: no token attends to a later one
+      bands         list[(lo, hi)] [L] or None   each layer's allowed key offsets j - i in [lo, hi] (None:
+                                        unbounded on that side; causal: (None, 0), a sliding window: (-w, w));
+                                        None when the family's recorder does not know its mask
       logits        float32    [C] or [T, C] or None   a fine-tuned classifier's output in the same forward
                                         (sequence / token classification; see finetuning.predict)
     """
@@ -87,6 +100,7 @@ class Capture:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
     causal: bool = False
     logits: np.ndarray | None = None
+    bands: list[tuple[int | None, int | None]] | None = None
     attention_recipe: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     # ---- shape helpers -------------------------------------------------------------
@@ -143,6 +157,8 @@ class Capture:
             "model_name": self.model_name,
             "meta": self.meta,
             "causal": self.causal,
+            "bands": None if self.bands is None else [[None if x is None else int(x) for x in band]
+                                                      for band in self.bands],
         }
         arrays = {name: getattr(self, name) for name in (*_ARRAYS, *_OPTIONAL) if getattr(self, name) is not None}
         arrays.update({_EXTRA + name: value for name, value in self.extras.items()})
@@ -174,6 +190,7 @@ class Capture:
             model_name=header["model_name"],
             meta=header.get("meta", {}),
             causal=bool(header.get("causal", False)),
+            bands=_bands(header.get("bands")),
             extras=extras,
             **arrays,
         )

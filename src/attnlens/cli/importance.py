@@ -36,6 +36,9 @@ def importance_cmd(
     points: int = typer.Option(13, "--points", help="Pruning curve: numbers of removed heads measured."),
     seed: int = typer.Option(0, "--seed", help="Corpus sample and mlm masks."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+    use_ray: bool = typer.Option(False, "--ray", help="Score shards of the corpus as Ray tasks "
+                                                      "(pip install 'attnlens[ray]'; RAY_ADDRESS for a cluster)."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Ray shards (default: one per CPU of the cluster)."),
 ):
     """Score every head's importance for an objective; write importance.json/.csv/.png (and pruning.*)."""
     if corpus and dataset:
@@ -51,7 +54,7 @@ def importance_cmd(
         model = str(shipped_checkpoint())
     source = corpus or dataset
     result = head_importance(source, model, objective, method, ablation, limit=limit or None,
-                             batch_size=batch_size, seed=seed, progress=progress)
+                             batch_size=batch_size, seed=seed, progress=progress, ray=use_ray, shards=shards)
     typer.echo(result.text())
     path = result.save(output)
     if pruning:

@@ -27,7 +27,9 @@ A payload is ``(meta, buffers)``:
 weights), value_norm and grad_weights when their buffers are there.
 
 Attention weights are softmax(q . k / sqrt(d_head)) of the shipped q/k (for a decoder's capture,
-``causal`` true, with the causal mask: a query's weights on later keys are 0) whenever that
+``causal`` true, with the causal mask: a query's weights on later keys are 0; where the capture knows
+each layer's mask, ``bands`` [layer] = [lo, hi] (null: unbounded) keeps only the keys j with j - i in
+[lo, hi], e.g. ModernBERT's and Qwen2's sliding windows) whenever that
 reproduces the capture's own weights (``attention_code: "qk"``, checked on sampled rows,
 the largest difference found is ``attention_error``): the page then carries no T x T
 arrays at all and computes each layer when it is drawn. Otherwise (attention that is not
@@ -92,17 +94,37 @@ def _check(cap: Capture) -> None:
     for name in ("segment_ids", "word_ids", "special_mask"):
         if len(getattr(cap, name)) != t:
             raise AttnlensError(f"{name} has {len(getattr(cap, name))} entries for {t} tokens")
+    if cap.bands is not None and len(cap.bands) != n_layers:
+        raise AttnlensError(f"the capture has {len(cap.bands)} attention bands for {n_layers} layers")
 
 
-def softmax_qk(q: np.ndarray, k: np.ndarray, causal: bool = False, rows=None) -> np.ndarray:
+def band_mask(bands, rows: np.ndarray, n_keys: int) -> np.ndarray:
+    """[L, Tq, Tk] bool: key j is allowed for the query at position rows[r] of layer l, j - rows[r] in
+    [lo, hi] of bands[l] = (lo, hi) (None: unbounded on that side)."""
+    offset = np.arange(n_keys)[None, :] - np.asarray(rows)[:, None]  # [Tq, Tk] = j - i
+    out = np.ones((len(bands), *offset.shape), dtype=bool)  # [L, Tq, Tk]
+    for layer, (lo, hi) in enumerate(bands):
+        if lo is not None:
+            out[layer] &= offset >= lo
+        if hi is not None:
+            out[layer] &= offset <= hi
+    return out
+
+
+def softmax_qk(q: np.ndarray, k: np.ndarray, causal: bool = False, rows=None, bands=None) -> np.ndarray:
     """softmax(q . k / sqrt(d)) over the last axis; q: [..., Tq, D], k: [..., Tk, D] -> [..., Tq, Tk].
 
     causal: query i gets weight 0 on every key j > i, where i is the row's position (`rows`: the positions
-    of q's rows, default 0..Tq-1)."""
+    of q's rows, default 0..Tq-1). bands: one (lo, hi) per index of q's first (layer) axis: query i gets
+    weight 0 on every key j with j - i outside [lo, hi] (None: unbounded on that side)."""
     scores = np.matmul(q.astype(np.float64), np.swapaxes(k.astype(np.float64), -1, -2)) / np.sqrt(q.shape[-1])
+    positions = np.arange(q.shape[-2]) if rows is None else np.asarray(rows)
     if causal:
-        positions = np.arange(q.shape[-2]) if rows is None else np.asarray(rows)
         scores = np.where(np.arange(k.shape[-2])[None, :] > positions[:, None], -np.inf, scores)  # [..., Tq, Tk]
+    if bands is not None:
+        allowed = band_mask(bands, positions, k.shape[-2])  # [L, Tq, Tk]
+        allowed = allowed.reshape(len(bands), *([1] * (scores.ndim - 3)), *allowed.shape[1:])  # [L, 1.., Tq, Tk]
+        scores = np.where(allowed, scores, -np.inf)  # [L, ..., Tq, Tk]
     scores -= scores.max(axis=-1, keepdims=True)
     weights = np.exp(scores)
     return weights / weights.sum(axis=-1, keepdims=True)
@@ -113,7 +135,7 @@ def qk_attention_error(cap: Capture, rows: int = 16) -> float:
     picks = np.unique(np.linspace(0, cap.num_tokens - 1, min(rows, cap.num_tokens)).astype(int))
     q16 = cap.queries[:, :, picks].astype(np.float16)  # [L, H, rows, D]
     k16 = cap.keys.astype(np.float16)  # [L, H, T, D]
-    derived = softmax_qk(q16, k16, bool(cap.causal), picks)  # [L, H, rows, T]
+    derived = softmax_qk(q16, k16, bool(cap.causal), picks, cap.bands)  # [L, H, rows, T]
     return float(np.abs(derived - cap.attentions[:, :, picks]).max())
 
 
@@ -219,6 +241,8 @@ def build_payload(cap: Capture, *, attention: str = "auto", compress: bool = Tru
         "special": [bool(s) for s in cap.special_mask],
         "has_qk": bool(cap.has_qk),
         "causal": bool(cap.causal),  # a decoder: no query attends to a later key (the page masks q . k so)
+        "bands": None if cap.bands is None else [[None if x is None else int(x) for x in band]
+                                                 for band in cap.bands],  # [layer] [lo, hi]: allowed j - i
         "score_terms": list(terms),
         "content_scale": content_scale(cap) if terms else None,
         "attention_code": code,
@@ -249,7 +273,8 @@ def decode_payload(meta: dict, buffers: dict[str, bytes]) -> dict[str, np.ndarra
     kinds = [k for k in ("queries", "keys", "terms", "value_norms", "grad_weights") if f"{k}/0" in meta["buffers"]]
     out = {kind: np.stack([decode_buffer(meta, buffers, f"{kind}/{layer}") for layer in layers]) for kind in kinds}
     if meta["attention_code"] == "qk":
-        out["attentions"] = softmax_qk(out["queries"], out["keys"], bool(meta.get("causal"))).astype(np.float32)
+        out["attentions"] = softmax_qk(out["queries"], out["keys"], bool(meta.get("causal")),
+                                       bands=meta.get("bands")).astype(np.float32)
     else:
         out["attentions"] = np.stack([decode_buffer(meta, buffers, f"attention/{layer}") for layer in layers])
     return out

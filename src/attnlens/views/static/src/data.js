@@ -165,10 +165,19 @@ export class CaptureData {
   /** True for a decoder's capture: a query sees only itself and earlier keys (q . k is masked so). */
   get causal() { return this.meta.causal === true; }
 
-  /** Float32Array [head, query, key] of one layer: stored codes, or softmax(q.k/sqrt(d)) (causal: masked). */
+  /** [lo, hi] of the keys query `i` of `layer` may see (meta.bands: allowed offsets j - i, null = unbounded;
+   *  causal: none later than i), as key indices clamped to 0..T-1; keys outside it get weight 0. */
+  keyRange(layer, i) {
+    const band = (this.meta.bands || [])[layer] || [null, null], last = this.T - 1;
+    let hi = band[1] === null ? last : Math.min(last, i + band[1]);
+    if (this.causal) hi = Math.min(hi, i);
+    return [band[0] === null ? 0 : Math.max(0, i + band[0]), hi];
+  }
+
+  /** Float32Array [head, query, key] of one layer: stored codes, or softmax(q.k/sqrt(d)) (causal, bands: masked). */
   attention(layer) {
     return this.cached(`att/${layer}`, async () => {
-      if (this.meta.attention_code === "qk") return this.attentionFromQK(await this.vectors(layer));
+      if (this.meta.attention_code === "qk") return this.attentionFromQK(await this.vectors(layer), layer);
       const codes = await this.buffer(`attention/${layer}`);
       const out = new Float32Array(codes.length);
       for (let i = 0; i < codes.length; i++) { const v = codes[i] / 255; out[i] = v * v; }
@@ -234,7 +243,7 @@ export class CaptureData {
     return this.cached(`norms/${layer}`, () => this.buffer(`value_norms/${layer}`));
   }
 
-  attentionFromQK({ q, k }) {
+  attentionFromQK({ q, k }, layer) {
     // scores for four query rows at a time (each key vector is read once per four rows)
     const { H, T, D } = this, out = new Float32Array(H * T * T), scale = 1 / Math.sqrt(D);
     for (let h = 0; h < H; h++) {
@@ -260,6 +269,11 @@ export class CaptureData {
     for (let r = 0; r < H * T; r++) {  // softmax of each row, in place
       const row = out.subarray(r * T, (r + 1) * T);
       if (this.causal) row.fill(-Infinity, (r % T) + 1);  // query r % T sees no later key: weight 0
+      if (this.meta.bands) {  // keys outside the layer's band (a sliding window): weight 0
+        const [lo, hi] = this.keyRange(layer, r % T);
+        row.fill(-Infinity, 0, lo);
+        row.fill(-Infinity, hi + 1);
+      }
       let max = -Infinity;
       for (let j = 0; j < T; j++) if (row[j] > max) max = row[j];
       let sum = 0;
@@ -288,7 +302,8 @@ export class CaptureData {
       const at = ((t * H + head) * T + query) * T;
       return { name, values: Array.from(termBuf.subarray(at, at + T)) };
     });
-    const total = scaled.map((s, j) => (this.causal && j > query ? -Infinity  // a later key: masked, weight 0
+    const [lo, hi] = this.keyRange(layer, query);  // causal: no later key; a band: only the keys in its window
+    const total = scaled.map((s, j) => (j < lo || j > hi ? -Infinity  // a masked key: weight 0
       : terms.reduce((acc, term) => acc + term.values[j], s))), max = Math.max(...total);
     const exps = total.map((s) => Math.exp(s - max)), sum = exps.reduce((a, b) => a + b, 0);
     return { q: qv, keys, products, dots, scale, scaled, terms, total, softmax: exps.map((e) => e / sum) };
