@@ -31,8 +31,6 @@ are bench_pretrain.py's. Needs `accelerate` (pip install 'attnlens[bench]').
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import shutil
 import sys
@@ -46,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from bench_pretrain import add_trainer_options, ours, rates, start_trainer_bench
+from bench_pretrain import add_trainer_options, ours, rates, start_trainer_bench, timed_hf_trainer
 
 EVAL_LIMIT = 32  # held-out examples the trainer evaluates after its last step (outside the timed window)
 
@@ -76,32 +74,16 @@ def fresh_classifier(trainer):
 
 def huggingface(trainer_ours, workdir: Path, steps: int, warmup: int) -> tuple[float, float]:
     """(window, median-step) tokens/s of transformers.Trainer on the same examples, order and settings."""
-    from torch.utils.data import SequentialSampler
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer
 
     cfg, stream = trainer_ours.config, trainer_ours.stream
     enc = stream.encoded
     examples = [{"input_ids": enc.input_ids[i].tolist(), "token_type_ids": enc.token_type_ids[i].tolist(),
                  "labels": int(enc.labels[i])} for s in range(warmup + steps) for i in stream.indices(s)]
     tokens = sum(len(examples[i]["input_ids"]) for i in range(warmup * cfg.batch_size, len(examples)))
-    model = fresh_classifier(trainer_ours)
-    marks: dict[int, float] = {}
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            marks[state.global_step] = time.perf_counter()
-
-    args = TrainingArguments(
-        output_dir=str(workdir / "hf"), per_device_train_batch_size=cfg.batch_size, max_steps=warmup + steps,
-        learning_rate=cfg.lr, adam_epsilon=cfg.adam_eps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.clip_norm,
-        warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear", optim="adamw_torch", logging_strategy="no",
-        save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=cfg.seed)
-    hf = Trainer(model=model, args=args, train_dataset=examples,
-                 data_collator=DataCollatorWithPadding(trainer_ours.tokenizer), callbacks=[Clock()])
-    hf._get_train_sampler = lambda *a, **k: SequentialSampler(examples)  # the same order as ours
-    with contextlib.redirect_stdout(io.StringIO()):  # its end-of-training summary dict
-        hf.train()
-    return rates(tokens, marks[warmup], [marks[s] for s in range(warmup + 1, warmup + steps + 1)], steps)
+    return timed_hf_trainer(Trainer, fresh_classifier(trainer_ours), cfg, workdir, examples,
+                            DataCollatorWithPadding(trainer_ours.tokenizer), tokens, steps, warmup,
+                            optim="adamw_torch")
 
 
 def bare_loop(trainer_ours, steps: int, warmup: int) -> tuple[float, float]:

@@ -41,6 +41,8 @@ Needs `accelerate` (pip install 'attnlens[bench]'). On a busy machine --threads 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import statistics
@@ -131,14 +133,7 @@ def huggingface(trainer_ours, workdir: Path, steps: int, warmup: int, variant: s
     variant: "stock" (MLM collator), "stock-ours" (stock loss, attnlens batches) or "masked" (masked-positions
     loss, attnlens batches).
     """
-    from torch.utils.data import SequentialSampler
-    from transformers import (
-        BertForPreTraining,
-        DataCollatorForLanguageModeling,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
+    from transformers import BertForPreTraining, DataCollatorForLanguageModeling, Trainer
 
     from attnlens.pretraining.config import bert_config
 
@@ -175,6 +170,18 @@ def huggingface(trainer_ours, workdir: Path, steps: int, warmup: int, variant: s
 
     torch.manual_seed(cfg.seed)
     model = BertForPreTraining(bert_config(cfg.size, len(tok), tok.pad_token_id))
+    return timed_hf_trainer(HFTrainer, model, cfg, workdir, examples, collator, tokens, steps, warmup,
+                            remove_unused_columns=False)
+
+
+def timed_hf_trainer(trainer_class, model, cfg, workdir: Path, examples, collator, tokens: int, steps: int,
+                     warmup: int, **arguments) -> tuple[float, float]:
+    """(window, median-step) tokens/s of `trainer_class` (transformers.Trainer or a subclass) training `model` on
+    `examples` in their order with our config's batch, optimizer settings, schedule and clipping; the clock
+    starts at the end of the last warm-up step. `arguments`: more TrainingArguments."""
+    from torch.utils.data import SequentialSampler
+    from transformers import TrainerCallback, TrainingArguments
+
     marks: dict[int, float] = {}
 
     class Clock(TrainerCallback):
@@ -185,11 +192,11 @@ def huggingface(trainer_ours, workdir: Path, steps: int, warmup: int, variant: s
         output_dir=str(workdir / "hf"), per_device_train_batch_size=cfg.batch_size, max_steps=warmup + steps,
         learning_rate=cfg.lr, adam_epsilon=cfg.adam_eps, weight_decay=cfg.weight_decay, max_grad_norm=cfg.clip_norm,
         warmup_steps=cfg.warmup_steps, lr_scheduler_type="linear", logging_strategy="no", save_strategy="no",
-        report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=cfg.seed,
-        remove_unused_columns=False)
-    hf = HFTrainer(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[Clock()])
+        report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=cfg.seed, **arguments)
+    hf = trainer_class(model=model, args=args, train_dataset=examples, data_collator=collator, callbacks=[Clock()])
     hf._get_train_sampler = lambda *a, **k: SequentialSampler(examples)  # same order as ours
-    hf.train()
+    with contextlib.redirect_stdout(io.StringIO()):  # its end-of-training summary dict
+        hf.train()
     return rates(tokens, marks[warmup], [marks[s] for s in range(warmup + 1, warmup + steps + 1)], steps)
 
 
