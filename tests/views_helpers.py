@@ -64,3 +64,17 @@ const data = new CaptureData({ meta, load: async (name) => fs.readFileSync(`${di
     done = subprocess.run(["node", str(script), str(folder)], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout), buffers
+
+
+def hover_neuron_cell(page, kind: str, row: int, dim: int = 0, *, match_dim: bool = False) -> float:
+    """Move the mouse over the neuron view's cell (kind, row, dim) and return the value its tooltip shows
+    (match_dim: also wait until the tooltip names that dimension, for cells of several columns per row)."""
+    at = page.evaluate("([k, r, d]) => document.querySelector('.attnlens').attnlens.neuronCellCenter(k, r, d)",
+                       [kind, row, dim])
+    box = page.locator(".al-neuron-canvas").bounding_box()
+    page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
+    page.wait_for_function(
+        "([k, r, d, m]) => { const t = document.querySelector('.al-tooltip'); "
+        "return !t.hidden && t.dataset.kind === k && +t.dataset.row === r && (!m || +t.dataset.dim === d); }",
+        arg=[kind, row, dim, match_dim])
+    return float(page.eval_on_selector(".al-tooltip", "t => t.dataset.value"))

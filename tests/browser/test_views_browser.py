@@ -12,7 +12,16 @@ from attnlens import capture
 from attnlens.views.html import static_text, to_html
 from attnlens.views.widget import head_view
 from conftest import tiny_model
-from views_helpers import HTML_MODEL, HTML_TEXT_A, HTML_TEXT_B, HTML_TOKEN, HTML_TOKENS, html_capture, synthetic_capture
+from views_helpers import (
+    HTML_MODEL,
+    HTML_TEXT_A,
+    HTML_TEXT_B,
+    HTML_TOKEN,
+    HTML_TOKENS,
+    hover_neuron_cell,
+    html_capture,
+    synthetic_capture,
+)
 
 INJECTION = "</script><img src=x onerror=alert(1)>"
 
@@ -94,19 +103,6 @@ def test_model_view_opens_a_head(probe, pair_page):
     assert probe.errors == []
 
 
-def _hover_cell(probe, kind, row, dim=0):
-    page = probe.page
-    at = page.evaluate("([k, r, d]) => document.querySelector('.attnlens').attnlens.neuronCellCenter(k, r, d)",
-                       [kind, row, dim])
-    box = page.locator(".al-neuron-canvas").bounding_box()
-    page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
-    page.wait_for_function(
-        "([k, r]) => { const t = document.querySelector('.al-tooltip'); "
-        "return !t.hidden && t.dataset.kind === k && +t.dataset.row === r; }",
-        arg=[kind, row])
-    return float(page.eval_on_selector(".al-tooltip", "t => t.dataset.value"))
-
-
 def test_neuron_view_numbers_equal_the_capture(probe, default_capture, tmp_path):
     cap, layer, head, query = default_capture, 1, 4, 3
     path = tmp_path / "n.html"
@@ -116,24 +112,24 @@ def test_neuron_view_numbers_equal_the_capture(probe, default_capture, tmp_path)
     q = cap.queries[layer, head, query].astype(np.float64)
     k = cap.keys[layer, head].astype(np.float64)
     for dim in (0, 7, 31):
-        shown = _hover_cell(probe, "q", query, dim)
+        shown = hover_neuron_cell(probe.page, "q", query, dim)
         assert abs(shown - q[dim]) <= half + abs(q[dim]) * 2 ** -11 + 1e-9
     for j in (0, 5, cap.num_tokens - 1):
         for dim in (3, 30):
-            shown = _hover_cell(probe, "k", j, dim)
+            shown = hover_neuron_cell(probe.page, "k", j, dim)
             assert abs(shown - k[j, dim]) <= half + abs(k[j, dim]) * 2 ** -11 + 1e-9
-            shown = _hover_cell(probe, "qk", j, dim)
+            shown = hover_neuron_cell(probe.page, "qk", j, dim)
             assert abs(shown - q[dim] * k[j, dim]) <= half + abs(q[dim] * k[j, dim]) * 2 ** -10 + 1e-9
-        shown = _hover_cell(probe, "dot", j)
+        shown = hover_neuron_cell(probe.page, "dot", j)
         assert abs(shown - q @ k[j]) <= half + np.abs(q * k[j]).sum() * 2 ** -10
-        shown = _hover_cell(probe, "softmax", j)
+        shown = hover_neuron_cell(probe.page, "softmax", j)
         assert abs(shown - cap.attentions[layer, head, query, j]) <= half + 3e-3
     # the pickers change what is drawn
     before = probe.canvas_hash(".al-neuron-canvas")
     probe.page.select_option('select[aria-label="Query token"]', "6")
     probe.wait_drawn("neuron", 2)
     assert probe.canvas_hash(".al-neuron-canvas") != before
-    assert _hover_cell(probe, "q", 6, 0) == pytest.approx(cap.queries[layer, head, 6, 0], abs=half + 5e-3)
+    assert hover_neuron_cell(probe.page, "q", 6, 0) == pytest.approx(cap.queries[layer, head, 6, 0], abs=half + 5e-3)
     probe.page.select_option('select[aria-label="Head"]', "0")
     probe.wait_drawn("neuron", 3)
     assert probe.state()["head"] == "0"
@@ -203,12 +199,12 @@ def test_html_tokens_sentences_and_model_name_stay_text_in_every_view(probe, tmp
     assert page.eval_on_selector('select[aria-label="Query token"]', "s => s.querySelectorAll('option *').length") == 0
     for i, token in enumerate(HTML_TOKENS):
         for kind in ("k", "softmax"):
-            _hover_cell(probe, kind, i, 1)
+            hover_neuron_cell(probe.page, kind, i, 1)
             tip = _tooltip(page)
             assert f"#{i} \u201c{token}\u201d" in tip["text"] and tip["children"] == 0, (kind, i, tip)
     page.select_option('select[aria-label="Query token"]', "1")
     probe.wait_drawn("neuron", 2)
-    _hover_cell(probe, "q", 1, 0)
+    hover_neuron_cell(probe.page, "q", 1, 0)
     tip = _tooltip(page)
     assert tip["text"].startswith(f"q #1 \u201c{HTML_TOKEN}\u201d dim 0 = ") and tip["children"] == 0
     # model view tooltip

@@ -10,25 +10,13 @@ import attnlens
 from attnlens.views.html import to_html
 from conftest import PAIR
 from family_models import deberta_config, save_model, xlm_config
+from views_helpers import hover_neuron_cell
 
 
 @pytest.fixture(scope="module")
 def deberta_capture(tmp_path_factory):
     folder = save_model(tmp_path_factory.mktemp("deberta"), deberta_config("v3"))
     return attnlens.capture(*PAIR, model=attnlens.load_model(folder))
-
-
-def _hover_term(probe, row, column):
-    page = probe.page
-    at = page.evaluate("([r, c]) => document.querySelector('.attnlens').attnlens.neuronCellCenter('term', r, c)",
-                       [row, column])
-    box = page.locator(".al-neuron-canvas").bounding_box()
-    page.mouse.move(box["x"] + at["x"], box["y"] + at["y"])
-    page.wait_for_function(
-        "([r, c]) => { const t = document.querySelector('.al-tooltip'); "
-        "return !t.hidden && t.dataset.kind === 'term' && +t.dataset.row === r && +t.dataset.dim === c; }",
-        arg=[row, column])
-    return float(page.eval_on_selector(".al-tooltip", "t => t.dataset.value"))
 
 
 def test_neuron_view_shows_the_three_deberta_terms(probe, deberta_capture, tmp_path):
@@ -40,7 +28,8 @@ def test_neuron_view_shows_the_three_deberta_terms(probe, deberta_capture, tmp_p
     c2p = cap.extras["content_to_position"][layer, head, query]
     p2c = cap.extras["position_to_content"][layer, head, query]
     for j in (0, 4, cap.num_tokens - 1):
-        shown = [_hover_term(probe, j, column) for column in range(4)]  # q.k scaled, c->p, p->c, their total
+        # the columns: q.k scaled, c->p, p->c, their total
+        shown = [hover_neuron_cell(probe.page, "term", j, column, match_dim=True) for column in range(4)]
         expected = [content[j], c2p[j], p2c[j], content[j] + c2p[j] + p2c[j]]
         np.testing.assert_allclose(shown, expected, atol=0.02)  # float16 on the page, 3 decimals shown
     assert probe.errors == []

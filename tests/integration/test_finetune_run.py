@@ -12,7 +12,14 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_pretraining import cli, dies_after_checkpoint, final_weights, kill_after_checkpoint
+from test_pretraining import (
+    assert_same_final_weights,
+    cli,
+    dies_after_checkpoint,
+    final_weights,
+    kill_after_checkpoint,
+    one_torch_thread,
+)
 
 from conftest import default_tokenizer, tiny_config
 
@@ -97,17 +104,10 @@ def test_sigkill_mid_run_then_cli_resume_is_exact(tmp_path, tiny_bert):
     task = write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40, seed=2))
     args = ["--model", str(tiny_bert), "--task", task, "--steps", "30", "--batch-size", "8", "--lr", "1e-3",
             "--save-every", "4", "--eval-every", "1000", "--device", "cpu", "--no-progress"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the subprocess (OMP_NUM_THREADS=1): float sums depend on the thread split
-    try:
+    with one_torch_thread():
         cli("finetune", "--out", str(tmp_path / "straight"), *args)
         _kill_and_resume(tmp_path / "killed", args)
-    finally:
-        torch.set_num_threads(threads)
-    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert_same_final_weights(tmp_path / "straight", tmp_path / "killed")
 
 
 def _kill_and_resume(killed: Path, args):

@@ -77,6 +77,27 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(list_checkpoints(run_dir)[-1][1] / "model.safetensors"))
 
 
+def assert_same_final_weights(run_a: Path, run_b: Path) -> dict[str, torch.Tensor]:
+    """Both runs' newest checkpoints hold bit-identical weights; returns run_a's."""
+    a, b = final_weights(run_a), final_weights(run_b)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    return a
+
+
+@contextmanager
+def one_torch_thread():
+    """torch on one thread while the block runs, as in the subprocesses (OMP_NUM_THREADS=1): float sums depend on
+    the thread split, so a run in this process matches one in a subprocess only then."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 # --- pairs and masking ----------------------------------------------------------------------------------
 
 IDS = {"cls": 1, "sep": 2, "pad": 0}
@@ -248,17 +269,10 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     args = ["--corpus", str(corpus), "--size", "tiny", "--steps", "150", "--batch-size", "8", "--seq-len", "32",
             "--vocab", str(vocab_file(tmp_path / "vocab", synth_documents(60))), "--save-every", "4",
             "--eval-every", "1000", "--seed", "5", "--device", "cpu", "--no-progress"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the subprocess (OMP_NUM_THREADS=1): float sums depend on the thread split
-    try:
+    with one_torch_thread():
         cli("pretrain", "--out", str(tmp_path / "straight"), *args)
         _kill_and_resume(tmp_path, args)
-    finally:
-        torch.set_num_threads(threads)
-    a, b = final_weights(tmp_path / "straight"), final_weights(tmp_path / "killed")
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    assert_same_final_weights(tmp_path / "straight", tmp_path / "killed")
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and steps[-1] == 150
 

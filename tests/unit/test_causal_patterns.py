@@ -8,19 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_patterns import IDS, SEGMENTS, SPECIAL, TOKENS, WORDS, T  # [CLS] the cat saw the dog [SEP] straw ...
 
 from attnlens import Capture
 from attnlens.patterns import PatternStats, get_pattern, label_heads, layout_of
 from attnlens.patterns.layout import stack_layouts, word_level
-
-# [CLS] the cat saw the dog [SEP] straw ##berries the cat [SEP]
-#   0    1   2   3   4   5    6     7       8      9   10   11
-TOKENS = ["[CLS]", "the", "cat", "saw", "the", "dog", "[SEP]", "straw", "##berries", "the", "cat", "[SEP]"]
-IDS = np.array([101, 1, 2, 3, 1, 4, 102, 5, 6, 1, 2, 102])
-SEGMENTS = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
-WORDS = np.array([-1, 0, 1, 2, 3, 4, -1, 5, 5, 6, 7, -1])
-SPECIAL = np.array([t in ("[CLS]", "[SEP]") for t in TOKENS])
-T = len(TOKENS)
 
 
 def capture(attn: np.ndarray, causal: bool = True, tokens=TOKENS, special=SPECIAL) -> Capture:

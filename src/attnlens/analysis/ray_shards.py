@@ -9,6 +9,8 @@ squares and counts, which add up to exactly the single-machine statistics.
 
 from __future__ import annotations
 
+from collections import Counter
+
 from ..capturing import resolve_model
 from ..errors import AttnlensError
 from ..patterns.stats import PatternStats
@@ -76,10 +78,7 @@ class _ImportanceShard:
         self.moments, self.skipped = moments, skipped
 
     def merge(self, other: "_ImportanceShard") -> "_ImportanceShard":
-        skipped = dict(self.skipped)
-        for reason, n in other.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + n
-        return _ImportanceShard(self.moments.merge(other.moments), skipped)
+        return _ImportanceShard(self.moments.merge(other.moments), dict(Counter(self.skipped) + Counter(other.skipped)))
 
 
 def _importance_shard(model, objective, pairs, offset, method, ablation, means, batch_size, seed, labels):
