@@ -18,9 +18,6 @@ from .app import app, user_errors
 LOOPBACK_NAMES = ("localhost",)
 
 
-SWITCH_INTERVAL_S = 0.0005
-
-
 def is_loopback(host: str) -> bool:
     """Whether `host` only accepts connections from this machine."""
     if host in LOOPBACK_NAMES:
@@ -148,7 +145,4 @@ def serve_cmd(
         finally:
             watcher.cancel()
 
-    # the event loop, the inference threads and each model's batch thread hand every request on: a thread woken
-    # while another holds the GIL would wait out the 5 ms default switch interval at each hand-off
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     asyncio.run(_run())
