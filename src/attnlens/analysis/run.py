@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capturing import LoadedModel, batches, resolve_model
+from ..capturing import LoadedModel, batches, resolve_model, reused_scratch
+from ..capturing.batcher import READ_AHEAD_BATCHES
 from ..corpus import resolve_corpus
 from ..errors import AttnlensError
 from ..patterns.labels import BROAD_ENTROPY, THRESHOLD, HeadLabel, label_heads
@@ -26,7 +27,7 @@ from ..patterns.layout import check_level, layout_of, stack_layouts
 from ..patterns.lenses import CAPTURE_LENSES, FLOW_TOKEN_LIMIT, scoring_maps
 from ..patterns.scores import UNLABELLED, get_definitions
 from ..patterns.stats import PatternStats
-from .heap import keep_large_blocks_on_mmap
+from .heap import HeapCeiling
 from .interventions import intervene
 from .syntax import batch_lemmas, coreference_note, load_parser
 
@@ -258,10 +259,10 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
     if names is None:
         names = defs.scored(("lemma",) if nlp is not None else ())
     stats = PatternStats.zeros(lm.num_layers, lm.num_heads, names, defs.name)
-    keep_large_blocks_on_mmap()  # peak memory flat in the corpus size (see heap.py)
     lemma_ids: dict[str, int] = {}
     reported = 0
-    with intervene(lm, intervention, seed=seed):
+    heap = HeapCeiling(settle=READ_AHEAD_BATCHES)  # peak memory flat in the corpus size (see heap.py)
+    with intervene(lm, intervention, seed=seed), reused_scratch():  # each batch's attention in one buffer
         for batch in batches(lm, pairs, batch_size=max(1, int(batch_size)), skip=stats.skip,
                              values=lens == "value_norm", max_tokens=FLOW_TOKEN_LIMIT if lens == "flow" else None):
             layouts = [layout_of(batch.token_info(row), causal=lm.spec.causal) for row in range(len(batch))]
@@ -271,6 +272,8 @@ def score_pairs(lm: LoadedModel, pairs, *, level: str = "token", batch_size: int
             maps = batch.attentions if lens == "weights" else scoring_maps(
                 lens, batch.attentions, batch.forward.value_norms, [batch.length(r) for r in range(len(batch))])
             stats.add(maps, stack_layouts(layouts, maps.shape[-1]), level)  # [B, L, H, T, T]
+            del batch, maps  # done with this batch: its memory is free before the next forward
+            heap.after_batch()
             if progress is not None:
                 consumed = stats.inputs + sum(stats.skipped.values())
                 progress(consumed - reported)

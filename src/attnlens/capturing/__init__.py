@@ -13,13 +13,14 @@ from .inputs import Pair, check_pair, check_text
 from .loading import DEFAULT_MODEL, LoadedModel, default_model_path, load_model, resolve_model
 from .record import capture, capture_batch
 from .recorders import Recorded, Recorder, recorder_names, register_recorder
+from .scratch import reused_scratch
 
 __all__ = [
     "DEFAULT_MODEL", "MAX_BATCH_CELLS", "ArchSpec", "Batch", "Capture", "Forward", "LoadedModel", "Pair",
     "Recorded", "Recorder", "TokenInfo", "recorder_names", "register_recorder",
     "arch_specs", "attention_from_qk", "batches", "capture", "capture_batch", "check_pair", "check_text",
     "default_model_path", "encode", "find_modules", "forward_attention", "hooks", "length_groups", "load_model",
-    "model_inputs", "register_arch", "register_viewer", "resolve_model", "spec_for_config",
+    "model_inputs", "register_arch", "reused_scratch", "register_viewer", "resolve_model", "spec_for_config",
     "split_heads", "token_info", "supported_families", "families_markdown",
     "score_term_names",
 ]

@@ -7,6 +7,7 @@ batch, or lazily per input through `Capture.attention_recipe`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import threading
@@ -19,6 +20,7 @@ import torch
 from .hooks import hooks
 from .loading import LoadedModel
 from .recorders import Recorder, attention_from_qk, recorder_for, split_heads
+from .scratch import fresh_arrays
 
 __all__ = ["Forward", "attention_from_qk", "forward_attention", "model_inputs", "split_heads"]
 
@@ -61,14 +63,18 @@ class Forward:
     logits: np.ndarray | None = None
 
     def attentions(self) -> np.ndarray:
-        """[B, L, H, T, T], recomputed from the recorded tensors on first call (padding keys get 0)."""
+        """[B, L, H, T, T], recomputed from the recorded tensors on first call (padding keys get 0).
+
+        Inside `reused_scratch()` (a corpus pass) it lives in the pass's reused buffer: valid until the next batch's.
+        """
         if self._attentions is None:
-            self._attentions = self.recompute(self.queries, self.keys, self.mask, self.extras)
+            self._attentions = self.recompute(self.queries, self.keys, self.mask, self.extras, reuse=True)
         return self._attentions
 
-    def recompute(self, queries, keys, mask, extras) -> np.ndarray:
-        """The recorder's attention of numpy q/k/extras ([B, ...]; mask [B, T] or None) as numpy."""
-        with torch.inference_mode():
+    def recompute(self, queries, keys, mask, extras, *, reuse: bool = False) -> np.ndarray:
+        """The recorder's attention of numpy q/k/extras ([B, ...]; mask [B, T] or None) as numpy; in fresh memory
+        unless `reuse` (then in the reused scratch buffer, inside `reused_scratch()`)."""
+        with torch.inference_mode(), contextlib.nullcontext() if reuse else fresh_arrays():
             attn = self.recorder.attention(_tensor(queries), _tensor(keys), _tensor(mask),
                                            {name: torch.from_numpy(x) for name, x in extras.items()})
         return attn.numpy()

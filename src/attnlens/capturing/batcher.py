@@ -140,7 +140,7 @@ class Batch:
             logits = own(logits[row, :n] if logits.ndim == 3 else logits[row])  # [C] or [T, C]
         attentions, recipe = None, None
         if fwd._attentions is not None:
-            attentions = own(fwd._attentions[row, :, :, :n, :n])  # [L, H, T, T]
+            attentions = np.array(fwd._attentions[row, :, :, :n, :n])  # [L, H, T, T] (a copy: it may be scratch)
         else:
             def recipe(q=queries, k=keys, extras=extras):  # this row alone, as a batch of one without padding
                 return fwd.recompute(None if q is None else q[None], None if k is None else k[None], None,

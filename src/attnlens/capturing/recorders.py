@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from ..errors import AttnlensError
+from .scratch import scratch
 
 
 @dataclass
@@ -123,22 +124,30 @@ def split_heads(x, num_heads: int):
     return x.view(b, t, num_heads, hd // num_heads).transpose(1, 2)
 
 
-def softmax_scores(scores: torch.Tensor, mask) -> torch.Tensor:
-    """Row softmax of scores [..., T, T] in place, keys outside `mask` [B, T] (1 = real) excluded."""
+def softmax_scores(scores: torch.Tensor, mask, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Row softmax of scores [..., T, T] (masked in place), keys outside `mask` [B, T] (1 = real) excluded;
+    written into `out` when given."""
     if mask is not None:
         scores.masked_fill_(~mask.bool()[:, None, None, :], float("-inf"))
-    return torch.softmax(scores, dim=-1)
+    return torch.softmax(scores, dim=-1, out=out)
 
 
-def attention_from_qk(q, k, key_mask, scale: float | None = None):
+def layer_scores(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """q k^T in float32 for one layer ([B, H, T, D] each), in the reused "scores" scratch buffer.  # [B, H, T, T]"""
+    b, h, t, _ = q.shape
+    out = scratch("scores", (b, h, t, k.shape[-2]), device=q.device)  # [B, H, T, T]
+    return torch.matmul(q.float(), k.float().transpose(-1, -2), out=out)
+
+
+def attention_from_qk(q, k, key_mask, scale: float | None = None, out: torch.Tensor | None = None):
     """softmax(q k^T * scale + mask) per head, in float32 (scale defaults to 1 / sqrt(d_head)).
 
     q, k: [batch, heads, tokens, d_head]; key_mask: [batch, tokens] (1 = real token) or None.
-    Returns [batch, heads, tokens, tokens].
+    Returns [batch, heads, tokens, tokens] (`out` when given).
     """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)).mul_(scale)  # [B, H, T, T]
-    return softmax_scores(scores, key_mask)
+    scores = layer_scores(q, k).mul_(scale)  # [B, H, T, T]
+    return softmax_scores(scores, key_mask, out=out)
 
 
 def head_output_norms(values: torch.Tensor, out_weight: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -187,7 +196,7 @@ class LinearQK(Recorder):
 
     def attention(self, queries, keys, mask, extras):
         b, n_layers, n_heads, t, _ = queries.shape
-        attn = torch.empty((b, n_layers, n_heads, t, t), dtype=torch.float32, device=queries.device)  # [B, L, H, T, T]
+        attn = scratch("attention", (b, n_layers, n_heads, t, t), device=queries.device)  # [B, L, H, T, T]
         for layer in range(n_layers):  # one layer at a time keeps the temporaries small
-            attn[:, layer] = attention_from_qk(queries[:, layer], keys[:, layer], mask)
+            attention_from_qk(queries[:, layer], keys[:, layer], mask, out=attn[:, layer])
         return attn

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
+from ..capturing.scratch import scratch, scratch_like
 from ..errors import AttnlensError
 from .layout import Layout
 
@@ -40,6 +42,11 @@ def _pairs(mask: np.ndarray) -> np.ndarray:
 def _same(values: np.ndarray) -> np.ndarray:
     """values[i] == values[j] for every (query i, key j).  # [..., U, U]"""
     return values[..., :, None] == values[..., None, :]
+
+
+def _torch(array: np.ndarray) -> torch.Tensor:
+    """A tensor sharing `array`'s memory (a copy when it is read-only: torch would warn)."""
+    return torch.from_numpy(array if array.flags.writeable else array.copy())
 
 
 def _per_head(mask: np.ndarray) -> np.ndarray:
@@ -170,8 +177,10 @@ def bag_of_words(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarr
     own = own_sentence_targets(layout)  # [..., U, U]
     sizes = own.sum(axis=-1, keepdims=True)  # [..., U, 1]
     uniform = np.where(own, 1.0 / np.maximum(sizes, 1), 0.0).astype(attn.dtype)  # [..., U, U]
-    values = np.minimum(attn, _per_head(uniform)).sum(axis=-1)  # [..., L, H, U]
-    return values, layout.content
+    weights = _torch(attn)  # torch's minimum runs on every core; numpy's on one
+    overlap = torch.minimum(weights, _torch(_per_head(uniform)),
+                            out=scratch("overlap", weights.shape, weights.dtype))  # [..., L, H, U, U]
+    return overlap.sum(dim=-1).numpy(), layout.content  # [..., L, H, U]
 
 
 def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +190,10 @@ def entropy(attn: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
     every text token of inputs with at least two positions. "broad" heads are labelled from it.
     (Causal inputs: U is the query's row length i + 1, and rows of one key are not defined.)
     """
-    logs = np.log(attn, where=attn > 0, out=np.zeros_like(attn))  # [..., L, H, U, U]; 0 log 0 = 0
+    logs = scratch_like("logs", attn)  # [..., L, H, U, U]
+    with np.errstate(divide="ignore"):
+        np.log(attn, out=logs)  # log 0 = -inf ...
+    np.maximum(logs, np.finfo(logs.dtype).min, out=logs)  # ... made finite, so that 0 log 0 = 0
     rows = layout.row_lengths  # [..., U] the input's length, or i + 1 when causal
     norm = np.log(np.maximum(rows, 2)).astype(np.float64)[..., None, None, :]  # [..., 1, 1, U]
     values = np.clip(-np.einsum("...k,...k->...", attn, logs) / norm, 0.0, 1.0)  # [..., L, H, U]

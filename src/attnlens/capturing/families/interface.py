@@ -31,7 +31,8 @@ import torch
 
 from ...errors import AttnlensError
 from ..arch import find_modules
-from ..recorders import Recorded, Recorder, head_output_norms, register_recorder
+from ..recorders import Recorded, Recorder, head_output_norms, layer_scores, register_recorder
+from ..scratch import scratch
 
 IMPLEMENTATION = "attnlens_record"  # the attention / mask implementation name the model runs under while recorded
 _ACTIVE: dict[int, InterfaceQK] = {}  # id(attention module) -> the recorder of the forward it belongs to
@@ -205,12 +206,13 @@ class InterfaceQK(Recorder):
         b, n_layers, n_heads, t, d = queries.shape
         real = (torch.ones((b, t), dtype=torch.bool, device=queries.device) if mask is None
                 else mask.bool())  # [B, T]
-        attn = torch.empty((b, n_layers, n_heads, t, t), dtype=torch.float32, device=queries.device)  # [B, L, H, T, T]
+        attn = scratch("attention", (b, n_layers, n_heads, t, t), device=queries.device)  # [B, L, H, T, T]
         for layer in range(n_layers):  # one layer at a time keeps the temporaries small
             allowed = self.bands[layer].allowed(t, queries.device)[None] & real[:, None, :]  # [B, T, T]
-            scores = queries[:, layer].float() @ keys[:, layer].float().transpose(-1, -2)  # [B, H, T, T]
+            scores = layer_scores(queries[:, layer], keys[:, layer])  # [B, H, T, T]
             scores.mul_(1.0 / math.sqrt(d)).masked_fill_(~allowed[:, None], float("-inf"))
-            attn[:, layer] = torch.softmax(scores, dim=-1).masked_fill_(~allowed.any(-1)[:, None, :, None], 0.0)
+            torch.softmax(scores, dim=-1, out=attn[:, layer])
+            attn[:, layer].masked_fill_(~allowed.any(-1)[:, None, :, None], 0.0)
         return attn  # a (padding) query that may see no key at all (a local window past the text) gets 0s
 
 

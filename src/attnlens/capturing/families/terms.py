@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from ..recorders import Recorder, softmax_scores
+from ..recorders import Recorder, layer_scores, softmax_scores
+from ..scratch import scratch
 
 CONTENT_SCALE = "content_scale"  # extra [B, L, H]: the factor q . k is multiplied by
 
@@ -26,12 +27,12 @@ class ScoreTerms(Recorder):
     def attention(self, queries, keys, mask, extras):
         b, n_layers, n_heads, t, _ = queries.shape
         scale = extras[CONTENT_SCALE]  # [B, L, H]
-        attn = torch.empty((b, n_layers, n_heads, t, t), dtype=torch.float32, device=queries.device)  # [B, L, H, T, T]
+        attn = scratch("attention", (b, n_layers, n_heads, t, t), device=queries.device)  # [B, L, H, T, T]
         for layer in range(n_layers):  # one layer at a time keeps the temporaries small
-            scores = queries[:, layer].float() @ keys[:, layer].float().transpose(-1, -2)  # [B, H, T, T]
+            scores = layer_scores(queries[:, layer], keys[:, layer])  # [B, H, T, T]
             scores.mul_(scale[:, layer, :, None, None])
             for name in self.score_terms:
                 if name in extras:
                     scores.add_(extras[name][:, layer])  # [B, H, T, T]
-            attn[:, layer] = softmax_scores(scores, mask)
+            softmax_scores(scores, mask, out=attn[:, layer])
         return attn
