@@ -45,6 +45,16 @@ def client(runs):
         yield c
 
 
+def test_a_checkpoint_copied_away_from_its_run_keeps_its_task_kind(runs, tmp_path):
+    """The kind is in the checkpoint's own config.json, so a copy without the run's run.json is still a pair model."""
+    from attnlens.finetuning.describe import classifier_info
+
+    copied = shutil.copytree(latest_checkpoint(runs["pair"]), tmp_path / "elsewhere" / "pair-model")
+    assert not (copied.parent / "run.json").exists() and not (copied.parent.parent / "run.json").exists()
+    info = classifier_info(load_served_model(str(copied)))
+    assert info == {"kind": "pair", "labels": [GOOD, "plain"]}
+
+
 def assert_same_as_classify(prediction: dict, text_a, text_b, run) -> None:
     expected = classify(text_a, text_b, model=run)
     assert prediction["kind"] == "sequence" and prediction["label"] == expected.label

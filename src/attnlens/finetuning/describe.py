@@ -15,7 +15,7 @@ import torch
 from ..capturing import Capture, LoadedModel
 from ..errors import AttnlensError
 from ..pretraining.trainer import RUN_FILE
-from .predict import classification_of, classifier_encoding, classify, is_token_classifier
+from .predict import TASK_KIND_KEY, classification_of, classifier_encoding, classify, is_token_classifier
 
 
 def run_task_kind(folder: str | Path) -> str | None:
@@ -35,11 +35,14 @@ def run_task_kind(folder: str | Path) -> str | None:
 
 def classifier_info(lm: LoadedModel) -> dict | None:
     """{"kind", "labels"} of a fine-tuned classifier (labels in class-id order), None for any other model.
-    The kind comes from the run's run.json when `lm.name` is a run or checkpoint folder, else from its head."""
+    The kind comes from the model's config (attnlens's trainer writes it there), else from the run's run.json
+    when `lm.name` is a run or checkpoint folder (runs of earlier versions), else from its head."""
     if not lm.has_classifier_head:
         return None
     id2label = {int(k): str(v) for k, v in lm.model.config.id2label.items()}
-    kind = "token" if is_token_classifier(lm) else (run_task_kind(lm.name) or "sequence")
+    written = getattr(lm.model.config, TASK_KIND_KEY, None)
+    kind = "token" if is_token_classifier(lm) else (
+        written if written in ("sequence", "pair") else run_task_kind(lm.name) or "sequence")
     return {"kind": kind, "labels": [id2label[i] for i in sorted(id2label)]}
 
 

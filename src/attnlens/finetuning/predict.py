@@ -27,6 +27,7 @@ HEADS = {"ForSequenceClassification": "AutoModelForSequenceClassification",
          "ForTokenClassification": "AutoModelForTokenClassification"}
 TASK_CLASS = {"sequence": "AutoModelForSequenceClassification", "pair": "AutoModelForSequenceClassification",
               "token": "AutoModelForTokenClassification"}
+TASK_KIND_KEY = "attnlens_task_kind"  # the model config's entry naming the task kind a classifier was trained on
 
 
 def model_source(model: str | os.PathLike | None) -> str:

@@ -25,7 +25,7 @@ from ..pretraining.trainer import RUN_FILE, TrainLoop
 from .config import FinetuneConfig
 from .data import ExampleStream, encode_examples
 from .objective import ClassificationObjective
-from .predict import TASK_CLASS, auto_class, evaluate_encoded, model_source
+from .predict import TASK_CLASS, TASK_KIND_KEY, auto_class, evaluate_encoded, model_source
 from .tasks import Task, load_task
 
 LINK_SKIP = (OPTIMIZER_FILE, TRAINER_STATE)  # checkpoint files the run folder does not link
@@ -81,9 +81,11 @@ class FinetuneTrainer(TrainLoop):
 
     def new_model(self):
         labels = self.task.labels
-        return auto_class(TASK_CLASS[self.task.kind]).from_pretrained(
+        model = auto_class(TASK_CLASS[self.task.kind]).from_pretrained(
             self.source, num_labels=len(labels), id2label=dict(enumerate(labels)),
             label2id={name: i for i, name in enumerate(labels)})
+        setattr(model.config, TASK_KIND_KEY, self.task.kind)  # saved in config.json: a copied checkpoint keeps it
+        return model
 
     def load_model(self, folder: Path):
         return auto_class(TASK_CLASS[self.task.kind]).from_pretrained(str(folder))
