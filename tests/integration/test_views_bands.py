@@ -117,3 +117,20 @@ console.log(JSON.stringify({{ att, softmax: detail.softmax }}));
     softmax = np.array(result["softmax"])
     assert np.abs(softmax - cap.attentions[1, 2, query]).max() <= QK_TOLERANCE
     assert (softmax[np.abs(np.arange(t) - query) > HALF] == 0).all()
+
+
+def test_text_neuron_view_lists_only_the_keys_in_the_window(modernbert_capture):
+    """A local layer's query sees only the keys in its band: the text view lists those (their softmax sums to 1)
+    and says how many others are masked; a global layer lists every key."""
+    from attnlens.views.text import neuron_view_text
+
+    cap, query = modernbert_capture, 20
+    local = neuron_view_text(cap, 1, 0, query).splitlines()
+    rows = local[3:]
+    assert [int(r.split()[0]) for r in rows] == list(range(query - HALF, query + HALF + 1))
+    assert f"keys {query - HALF}..{query + HALF}, the {cap.num_tokens - 2 * HALF - 1} other keys masked" \
+        in local[0]
+    weights = [float(r.split()[4]) for r in rows]  # index, token, q.k, q.k/sqrt(d), softmax, top dims
+    assert sum(weights) == pytest.approx(1, abs=5e-3)  # (printed to 3 decimals)
+    glob = neuron_view_text(cap, 0, 0, query).splitlines()
+    assert len(glob) - 3 == cap.num_tokens and "window" not in glob[0]

@@ -97,6 +97,18 @@ def model_view_text(cap: Capture) -> str:
     return "\n".join(lines)
 
 
+def _window(cap: Capture, layer: int, query: int) -> tuple[int, int]:
+    """The first and last key `query` can see in `layer`: a decoder's sees none after itself, a local layer's
+    (Capture.bands: allowed offsets j - i in [lo, hi]) none outside its band."""
+    first, last = 0, query if cap.causal else cap.num_tokens - 1
+    lo, hi = (None, None) if cap.bands is None else cap.bands[layer]
+    if lo is not None:
+        first = max(first, query + lo)
+    if hi is not None:
+        last = min(last, query + hi)
+    return first, last
+
+
 def neuron_view_text(cap: Capture, layer: int, head: int, query: int, *, dims: int = 3) -> str:
     """For one query token: q, then per key q.k, q.k/sqrt(d), the softmax weight and the
     dimensions of q x k that contribute most. A family whose scores add terms to q . k
@@ -118,10 +130,14 @@ def neuron_view_text(cap: Capture, layer: int, head: int, query: int, *, dims: i
     widths = {name: max(12, len(name)) for name in terms}
     head_line = f"{'key':<14} {'q.k':>9} {shown:>12}" + "".join(f" {name:>{widths[name]}}" for name in terms)
     head_line += f" {'score':>9}" * bool(terms) + f" {'softmax':>8}  top q x k dims"
+    lo, hi = _window(cap, layer, query)  # the keys this query can see: lo..hi
+    outside = (query + 1 if cap.causal else cap.num_tokens) - (hi - lo + 1)  # cut by the layer's band
     lines = [f"neuron view: layer {layer}, head {head}, query {_label(cap, query, 999)}, d_head {cap.d_head}"
-             + (f"{_CAUSAL}; the {cap.num_tokens - 1 - query} later keys are masked" if cap.causal else ""),
+             + (f"{_CAUSAL}; the {cap.num_tokens - 1 - query} later keys are masked" if cap.causal else "")
+             + (f"; this layer attends within a window: keys {lo}..{hi}, the {outside} "
+                f"{'earlier' if cap.causal else 'other'} key{'s' * (outside > 1)} masked" if outside else ""),
              "q = [" + " ".join(f"{v:.3f}" for v in q) + "]", head_line]
-    for j in range(query + 1 if cap.causal else cap.num_tokens):  # a decoder's query sees no later key
+    for j in range(lo, hi + 1):  # a decoder's query sees no later key; a local layer's none outside its window
         top = np.argsort(-np.abs(products[j]), kind="stable")[:dims]
         contrib = " ".join(f"{d}:{products[j, d]:+.3f}" for d in top)
         cells = "".join(f" {x[j]:>{widths[n]}.3f}" for n, x in terms.items()) + (f" {total[j]:>9.3f}" if terms else "")
