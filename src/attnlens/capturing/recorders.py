@@ -143,11 +143,19 @@ def attention_from_qk(q, k, key_mask, scale: float | None = None, out: torch.Ten
     """softmax(q k^T * scale + mask) per head, in float32 (scale defaults to 1 / sqrt(d_head)).
 
     q, k: [batch, heads, tokens, d_head]; key_mask: [batch, tokens] (1 = real token) or None.
-    Returns [batch, heads, tokens, tokens] (`out` when given).
+    Returns [batch, heads, tokens, tokens] (`out` when given). The scores are formed in one pass
+    (baddbmm: mask + scale * q k^T, into the reused "scores" buffer), then the softmax.
     """
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
-    scores = layer_scores(q, k).mul_(scale)  # [B, H, T, T]
-    return softmax_scores(scores, key_mask, out=out)
+    b, h, t, d = q.shape
+    t_k = k.shape[-2]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    bias = torch.zeros((b, 1, 1, t_k), device=q.device)  # [B, 1, 1, T]: 0 for a real key, -inf for padding
+    if key_mask is not None:
+        bias.masked_fill_(~key_mask.bool()[:, None, None, :], float("-inf"))
+    scores = scratch("scores", (b * h, t, t_k), device=q.device)  # [B * H, T, T]
+    torch.baddbmm(bias.expand(b, h, 1, t_k).reshape(b * h, 1, t_k), q.float().reshape(b * h, t, d),
+                  k.float().reshape(b * h, t_k, d).transpose(1, 2), alpha=scale, out=scores)
+    return torch.softmax(scores.view(b, h, t, t_k), dim=-1, out=out)
 
 
 def head_output_norms(values: torch.Tensor, out_weight: torch.Tensor, num_heads: int) -> torch.Tensor:

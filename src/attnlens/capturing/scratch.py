@@ -1,13 +1,10 @@
 """Reused scratch memory for corpus passes: the batch-sized arrays are taken from buffers that live
 for the whole pass instead of being allocated and freed for every batch.
 
-Why: a corpus pass allocates, per batch, arrays as large as the attention itself ([B, L, H, T, T]
-float32, tens of MB) in shapes that change with each batch's length. Freed into glibc's heap they
-fragment it between the model's own activations, and the pass's peak memory grows with the corpus
-(all-MiniLM-L6-v2: +369 MB from 1,000 to 10,000 pairs). Pushing every large block to mmap instead
-keeps it flat, but makes every allocation of the forward pass fault its pages in afresh (1.2 M page
-faults per 500 pairs, the forward 1.4x slower). Reusing a few buffers avoids both: memory is the
-largest batch's, and no page is faulted twice.
+Why: a corpus pass needs, per batch, arrays as large as the attention itself ([B, L, H, T, T] float32,
+tens of MB) in shapes that change with each batch's length. Taken from buffers that live for the whole
+pass, they are never freed into the heap between batches (where blocks of changing sizes fragment it:
+see analysis/heap.py) and their pages are faulted in once, not once per batch.
 
 Outside `reused_scratch()` every request is a fresh array, so a capture never shares memory with
 anything. Inside it, the array under a name is overwritten by the next request for that name:
