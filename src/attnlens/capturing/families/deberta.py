@@ -28,12 +28,13 @@ C2P = "content_to_position"
 P2C = "position_to_content"
 
 
-def _position_term(x: torch.Tensor, pos: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x_a . pos[index[a, b]] for every a, b: x [B, H, T, D], pos [1, H, 2S, D], index [T, T] -> [B, H, T, T].
+def _position_term(x: torch.Tensor, pos: torch.Tensor, buckets: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x_a . pos[index[a, b]] for every a, b: x [B, H, T, D], pos [1, H, 2S, D] -> [B, H, T, T], where
+    buckets = torch.unique(index, return_inverse=True) of the relative-position index [T, T].
 
     Only the buckets `index` uses are multiplied (at most 2T - 1 of the 2S: a short input needs few).
     """
-    used, inverse = torch.unique(index, return_inverse=True)  # [U], [T, T]
+    used, inverse = buckets  # [U], [T, T]
     scores = x @ pos[:, :, used].transpose(-1, -2)  # [B, H, T, U]
     return torch.gather(scores, -1, inverse.expand(*scores.shape[:2], *inverse.shape))
 
@@ -70,6 +71,16 @@ class Disentangled(ScoreTerms):
             self.store["positions"] = positions.long()
         return self.store["positions"]
 
+    def _buckets(self, direction: str, positions: torch.Tensor, span: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The position-embedding rows one direction's term reads ("c2p": positions + span, "p2c": -positions +
+        span, clamped to the 2S rows) as torch.unique(index, return_inverse=True); the same for every layer, so
+        found once per forward."""
+        key = f"buckets {direction} {span}"
+        if key not in self.store:
+            index = (positions if direction == "c2p" else -positions) + span  # [T, T]
+            self.store[key] = torch.unique(torch.clamp(index, 0, 2 * span - 1), return_inverse=True)
+        return self.store[key]
+
     def _output(self, calls, linear, hidden, on_hidden: bool, span: int = 0):
         """What `linear` gave during this layer on the hidden states (or on the relative embeddings); computed
         here only if the layer did not call it that way."""
@@ -97,13 +108,12 @@ class Disentangled(ScoreTerms):
             if "c2p" in kinds:
                 proj = module.key_proj if module.share_att_key else module.pos_key_proj
                 pos_k = split_heads(self._output(calls, proj, hidden, False, span), n_heads).float()  # [1, H, 2S, D]
-                index = torch.clamp(positions + span, 0, 2 * span - 1)  # [T, T]
-                terms[C2P] = _position_term(q, pos_k, index) / scale  # [B, H, T, T]
+                terms[C2P] = _position_term(q, pos_k, self._buckets("c2p", positions, span)) / scale  # [B, H, T, T]
             if "p2c" in kinds:
                 proj = module.query_proj if module.share_att_key else module.pos_query_proj
                 pos_q = split_heads(self._output(calls, proj, hidden, False, span), n_heads).float()  # [1, H, 2S, D]
-                index = torch.clamp(-positions + span, 0, 2 * span - 1)  # [T(key), T(query)]
-                terms[P2C] = _position_term(k, pos_q, index).transpose(-1, -2) / scale  # [B, H, T, T]
+                buckets = self._buckets("p2c", positions, span)  # index [T(key), T(query)]
+                terms[P2C] = _position_term(k, pos_q, buckets).transpose(-1, -2) / scale  # [B, H, T, T]
         self.store.setdefault("layer", []).append((q, k, 1.0 / float(scale), terms))
 
     def finish(self, output, mask):
