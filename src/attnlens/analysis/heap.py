@@ -5,11 +5,11 @@ length (the forward's activations, the recorded q/k), while smaller objects that
 between them. glibc keeps that fragmented heap: the atlas of all-MiniLM-L6-v2 peaked at 978 MB over
 1,000 pairs and 1,347 MB over 10,000, still growing. What was measured on that atlas (2 CPUs):
 
-- glibc's defaults: 88-95 pairs/s, memory growing with the corpus;
+- glibc's defaults: 82-95 pairs/s, memory growing with the corpus;
 - a fixed mmap threshold (each block over 128 KiB its own mapping, unmapped when freed; attnlens's
   earlier fix): flat (667 / 675 MB), but every large block of every forward then faults its pages in
   afresh: 57-60 pairs/s;
-- `malloc_trim(0)` after every batch: flat, but the next batch faults the trimmed pages back: 71-75;
+- `malloc_trim(0)` after every batch: flat, but the next batch faults the trimmed pages back: 63-77;
 - `HeapCeiling` (trim only when the resident memory passes the highest of the first read-ahead window
   plus 64 MB): peak 846 / 875 / 883 MB over 1,000 / 4,000 / 10,000 pairs, trimming after 58 of the
   10,000-pair run's 383 batches, at glibc's default speed within this machine's noise.
