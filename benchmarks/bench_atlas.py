@@ -45,11 +45,10 @@ def peak_rss_mb() -> float:
 
 
 def current_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+    from attnlens.analysis.heap import resident_bytes
+
+    resident = resident_bytes()
+    return float("nan") if resident is None else resident / 2**20
 
 
 def bare_forward(lm, pairs, batch_size: int) -> int:

@@ -27,24 +27,23 @@ _BUFFERS: contextvars.ContextVar["dict[tuple, torch.Tensor] | None"] = contextva
 
 
 @contextlib.contextmanager
-def reused_scratch():
-    """Within this block (this thread or task), `scratch()` hands out reused buffers."""
-    token = _BUFFERS.set({})
+def _buffers(value: "dict | None"):
+    token = _BUFFERS.set(value)
     try:
         yield
     finally:
         _BUFFERS.reset(token)
 
 
-@contextlib.contextmanager
+def reused_scratch():
+    """Within this block (this thread or task), `scratch()` hands out reused buffers."""
+    return _buffers({})
+
+
 def fresh_arrays():
     """Within this block `scratch()` hands out fresh arrays, even inside `reused_scratch()` (for arrays that
     outlive the batch, such as a capture's)."""
-    token = _BUFFERS.set(None)
-    try:
-        yield
-    finally:
-        _BUFFERS.reset(token)
+    return _buffers(None)
 
 
 def scratch(name: str, shape, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
